@@ -1,0 +1,104 @@
+"""The podactors exception hierarchy.
+
+Every error a user can see derives from :class:`PodactorsError`. Exception groups
+raised inside the framework are unwrapped at its edges, so callers catch one typed
+error rather than an ``ExceptionGroup``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PodactorsError(Exception):
+    """Root of every error podactors raises on purpose."""
+
+
+# --- manifest ---------------------------------------------------------------------
+
+
+class ManifestError(PodactorsError):
+    """A manifest could not be loaded.
+
+    The message is one line that names the key path (``model.provider``), the file the
+    bad value came from, and a suggestion when the key looks misspelt.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, file: Path | str | None = None):
+        self.key = key
+        self.file = None if file is None else Path(file)
+        where = f"{self.file}: " if self.file is not None else ""
+        what = f"{key}: " if key else ""
+        super().__init__(f"{where}{what}{message}")
+
+
+# --- session store ----------------------------------------------------------------
+
+
+class StoreError(PodactorsError):
+    """Base class for errors of the session store."""
+
+
+class StoreFormatError(StoreError):
+    """The store root holds a format this version does not understand."""
+
+
+class CorruptSegment(StoreError):
+    """A stored object or ref does not hash to what it should, or does not decode.
+
+    ``path`` is the file, ``expected`` and ``actual`` the hashes (``actual`` is ``None``
+    when the bytes could not even be framed), ``offset`` the byte offset inside a ref
+    file when the damage is in one of its records.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        expected: str | None = None,
+        actual: str | None = None,
+        offset: int | None = None,
+        reason: str | None = None,
+    ):
+        self.path = Path(path)
+        self.expected = expected
+        self.actual = actual
+        self.offset = offset
+        self.reason = reason
+        parts = [f"corrupt store file {self.path}"]
+        if offset is not None:
+            parts.append(f"at offset {offset}")
+        if expected is not None:
+            parts.append(f"expected hash {expected}")
+        if actual is not None:
+            parts.append(f"actual hash {actual}")
+        if reason:
+            parts.append(f"({reason})")
+        super().__init__(" ".join(parts))
+
+
+class HeadMoved(StoreError):
+    """An append named a head that is no longer the session's head.
+
+    Another writer appended first. Nothing was written; restore (or fork) and retry.
+    """
+
+    def __init__(self, session_id: str, *, expected: str | None, actual: str | None):
+        self.session_id = session_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"session {session_id}: head moved (expected {expected}, found {actual})"
+        )
+
+
+class SessionNotFound(StoreError):
+    """No session with this id exists in the store."""
+
+    def __init__(self, session_id: str):
+        self.session_id = session_id
+        super().__init__(f"no session {session_id!r} in the store")
+
+
+class StoreLocked(StoreError):
+    """A session lock could not be taken within the timeout."""

@@ -1,0 +1,3 @@
+from podactors.store.fs import FsStore
+
+__all__ = ["FsStore"]
