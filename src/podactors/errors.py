@@ -87,9 +87,7 @@ class HeadMoved(StoreError):
         self.session_id = session_id
         self.expected = expected
         self.actual = actual
-        super().__init__(
-            f"session {session_id}: head moved (expected {expected}, found {actual})"
-        )
+        super().__init__(f"session {session_id}: head moved (expected {expected}, found {actual})")
 
 
 class SessionNotFound(StoreError):

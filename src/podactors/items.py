@@ -87,7 +87,9 @@ ConversationItem = Message | ToolCall | ToolResult | Reasoning
 SystemContent = Notification | FileAttachment | ChildEvent
 """What the runtime placed in the context."""
 
-HistoryItem = Message | ToolCall | ToolResult | Reasoning | Notification | FileAttachment | ChildEvent
+HistoryItem = (
+    Message | ToolCall | ToolResult | Reasoning | Notification | FileAttachment | ChildEvent
+)
 """Any item of a pod's history."""
 
 

@@ -6,8 +6,12 @@ operations, and so what a killed process leaves behind, stays the same.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
@@ -84,3 +88,33 @@ def _write_all(fd: int, data: bytes) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, *, timeout: float) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if missing) for the block.
+
+    Excludes other processes and, since each call opens its own descriptor, other
+    threads of this one. Raises ``TimeoutError`` when not taken within ``timeout``.
+    The lock dies with the process, so a killed writer never leaves it stuck.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        _acquire(fd, path, timeout)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _acquire(fd: int, path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    pause = 0.0005
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{path}: lock not taken within {timeout}s") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)

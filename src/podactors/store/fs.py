@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import attrs
-import filelock
 import msgspec
 import trio
 
@@ -40,7 +39,13 @@ from podactors.errors import (
     StoreFormatError,
     StoreLocked,
 )
-from podactors.store.diskio import append_durable, is_temp, truncate, write_atomic
+from podactors.store.diskio import (
+    append_durable,
+    exclusive_lock,
+    is_temp,
+    truncate,
+    write_atomic,
+)
 from podactors.store.entries import LogEntry, Origin, SessionStart
 from podactors.store.objects import ObjectDir
 from podactors.store.refs import RefFile, RefHeader, SpineSegment, encode_ref, frame, parse_ref
@@ -219,18 +224,15 @@ class _Disk:
     def _ref_path(self, session_id: str) -> Path:
         return self.sessions / _check_name(session_id, "session id")
 
-    def _lock(self, session_id: str) -> filelock.BaseFileLock:
-        return filelock.FileLock(self.locks / f"{session_id}.lock", timeout=self.lock_timeout)
-
     def _locked(self, session_id: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` holding the session's writer lock (exclusive across processes)."""
         self.ensure_layout()
+        lock = self.locks / f"{_check_name(session_id, 'session id')}.lock"
         try:
-            with self._lock(session_id):
+            with exclusive_lock(lock, timeout=self.lock_timeout):
                 return fn()
-        except filelock.Timeout:
-            raise StoreLocked(
-                f"session {session_id}: lock not taken within {self.lock_timeout}s"
-            ) from None
+        except TimeoutError as exc:
+            raise StoreLocked(f"session {session_id}: {exc}") from None
 
     def _read_ref(self, session_id: str) -> tuple[RefFile, os.stat_result]:
         path = self._ref_path(session_id)
@@ -444,8 +446,7 @@ class _Disk:
                 continue
             path = self._ref_path(session_id)
             tail_entries = sum(
-                len(decode_raw_segment(r.payload, path, offset=r.offset).entries)
-                for r in ref.tail
+                len(decode_raw_segment(r.payload, path, offset=r.offset).entries) for r in ref.tail
             )
             infos.append(
                 SessionInfo(
@@ -658,9 +659,7 @@ class FsStore:
         """Create a session whose first entry is ``start``; returns its ref."""
         return await self._run(self._disk.create_session, start, session_id)
 
-    async def append(
-        self, session_id: str, entries: Iterable[LogEntry], expected_head: str
-    ) -> str:
+    async def append(self, session_id: str, entries: Iterable[LogEntry], expected_head: str) -> str:
         """Durably append ``entries`` if the head is still ``expected_head``.
 
         Returns the new head. Raises :class:`~podactors.errors.HeadMoved` (nothing

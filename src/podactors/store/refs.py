@@ -111,7 +111,7 @@ def parse_ref(data: bytes, path: Path) -> RefFile:
 
 
 def _read_frames(data: bytes, path: Path) -> tuple[list[tuple[int, str, bytes]], int, bool]:
-    frames = []
+    frames: list[tuple[int, str, bytes]] = []
     offset = len(MAGIC)
     end = len(data)
     view = memoryview(data)

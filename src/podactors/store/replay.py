@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgspec
 
@@ -17,8 +18,8 @@ from podactors.store.entries import (
     SessionStart,
     SystemItem,
     TurnEnd,
-    UserInput,
     Usage,
+    UserInput,
 )
 
 
@@ -93,7 +94,7 @@ def _extension(state: SessionState, entry: Extension) -> None:
     state.extension_log.append(entry)
 
 
-_APPLY = {
+_APPLY: dict[type, Callable[[SessionState, Any], None]] = {
     SessionStart: _session_start,
     UserInput: _user_input,
     TurnEnd: _turn_end,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 
@@ -36,6 +37,8 @@ class RawSegment(msgspec.Struct, frozen=True, array_like=True):
     base: int
     entries: list[msgspec.Raw]
 
+
+S = TypeVar("S", Segment, RawSegment)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Segment)
@@ -67,7 +70,9 @@ def decode_raw_segment(data: bytes, path: Path | str, *, offset: int | None = No
     return _decode(_raw_decoder, data, path, offset)
 
 
-def _decode(decoder: msgspec.msgpack.Decoder, data: bytes, path: Path | str, offset: int | None):  # type: ignore[no-untyped-def]
+def _decode(
+    decoder: msgspec.msgpack.Decoder[S], data: bytes, path: Path | str, offset: int | None
+) -> S:
     if not data.startswith(MAGIC):
         raise CorruptSegment(path, offset=offset, reason="not a segment (bad magic or version)")
     try:
