@@ -102,6 +102,7 @@ async def test_restore_equals_the_in_memory_fold(tmp_path):
     for batch in batches:
         head = await store.append(ref.session_id, batch, head)
     expected = fold([start, *(e for batch in batches for e in batch)])
+    expected.session_id, expected.head = ref.session_id, head
     state = await store.restore(ref.session_id)
     assert state == expected
     assert state.turn_count == 5
@@ -131,9 +132,10 @@ async def test_fork_at_head_shares_every_object(tmp_path):
     assert fork.head == head
     forked = await store.restore(fork.session_id)
     assert forked.history == (await store.restore(session_id)).history
-    assert forked.origin is None  # the origin is the ref's, not the SessionStart's
+    assert forked.origin == Origin("forked_from", session_id, head=head, at=101)
+    assert (forked.session_id, forked.head) == (fork.session_id, head)
     [info] = [i for i in await store.list_sessions() if i.session_id == fork.session_id]
-    assert info.origin == Origin("forked_from", session_id, head=head, at=101)
+    assert info.origin == forked.origin
 
 
 async def test_fork_mid_segment_writes_one_prefix_object(tmp_path):

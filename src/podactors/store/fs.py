@@ -359,15 +359,15 @@ class _Disk:
     def _raw_object(self, hash_: str) -> RawSegment:
         return decode_raw_segment(self.objects.read(hash_), self.objects.path(hash_))
 
-    def read_entries(self, session_id: str) -> tuple[list[LogEntry], str | None]:
-        """All entries of a session, and its head. Retries once if gc raced the read."""
+    def read_entries(self, session_id: str) -> tuple[list[LogEntry], RefFile]:
+        """All entries of a session, and its ref. Retries once if gc raced the read."""
         self.ensure_layout()
         try:
             return self._read_entries(session_id)
         except FileNotFoundError:
             return self._read_entries(session_id)
 
-    def _read_entries(self, session_id: str) -> tuple[list[LogEntry], str | None]:
+    def _read_entries(self, session_id: str) -> tuple[list[LogEntry], RefFile]:
         ref, _ = self._read_ref(session_id)
         path = self._ref_path(session_id)
         entries: list[LogEntry] = []
@@ -384,11 +384,14 @@ class _Disk:
             _check_link(segment, parent, len(entries), path, record.offset)
             entries.extend(segment.entries)
             parent = record.hash
-        return entries, ref.head
+        return entries, ref
 
     def restore(self, session_id: str) -> SessionState:
-        entries, _ = self.read_entries(session_id)
-        return fold(entries)
+        entries, ref = self.read_entries(session_id)
+        state = fold(entries)
+        state.origin = ref.header.origin or state.origin
+        state.session_id, state.head = session_id, ref.head
+        return state
 
     def head(self, session_id: str) -> str | None:
         self.ensure_layout()

@@ -27,7 +27,8 @@ class SessionState(msgspec.Struct):
     """Everything a session's log says, folded.
 
     ``extensions`` holds the latest entry per domain; ``extension_log`` every one in order.
-    ``entry_count`` is the number of log entries folded.
+    ``entry_count`` is the number of log entries folded. ``session_id`` and ``head`` are
+    set by the store's ``restore``: the head to name in the next append.
     """
 
     system_prompt: str = ""
@@ -41,6 +42,8 @@ class SessionState(msgspec.Struct):
     extension_log: list[Extension] = []
     origin: Origin | None = None
     entry_count: int = 0
+    session_id: str | None = None
+    head: str | None = None
 
 
 def fold(entries: Iterable[LogEntry], state: SessionState | None = None) -> SessionState:
