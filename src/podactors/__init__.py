@@ -11,17 +11,26 @@ from podactors.items import (
     ToolCall,
     ToolResult,
 )
-from podactors.store import FsStore
+from podactors.manifest import AllowRule, DenyRule, Manifest, load_manifest
+from podactors.store import FsStore, SessionState
+
+__version__ = "0.1.0"
 
 __all__ = [
+    "AllowRule",
     "ChildEvent",
+    "DenyRule",
     "FileAttachment",
     "FsStore",
+    "Manifest",
     "Message",
     "Notification",
     "Reasoning",
     "RequestConfig",
+    "SessionState",
     "ToolCall",
     "ToolResult",
+    "__version__",
     "errors",
+    "load_manifest",
 ]

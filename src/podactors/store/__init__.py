@@ -1,3 +1,24 @@
-from podactors.store.fs import FsStore
+"""Session persistence: content-addressed segment files (see docs/store-format.md)."""
 
-__all__ = ["FsStore"]
+from podactors.store.fs import (
+    FsStore,
+    GcReport,
+    PodRef,
+    SessionInfo,
+    SessionRef,
+    StoreStatistics,
+    VerifyReport,
+)
+from podactors.store.replay import SessionState, fold
+
+__all__ = [
+    "FsStore",
+    "GcReport",
+    "PodRef",
+    "SessionInfo",
+    "SessionRef",
+    "SessionState",
+    "StoreStatistics",
+    "VerifyReport",
+    "fold",
+]
