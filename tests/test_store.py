@@ -411,3 +411,19 @@ async def test_two_processes_contending_lose_nothing_and_never_interleave(tmp_pa
         assert [c for c in contents if c.startswith(tag)] == [f"{tag} {i}" for i in range(150)]
     assert len(contents) == 300
     assert (await store.verify()).ok
+
+
+async def test_reading_a_missing_store_creates_nothing(tmp_path):
+    store = FsStore(tmp_path / "nowhere")
+    assert await store.list_sessions() == []
+    assert (await store.verify()).ok
+    assert await store.list_pod_refs() == {}
+    with pytest.raises(SessionNotFound):
+        await store.restore("20990101-000000-00000000")
+    assert not (tmp_path / "nowhere").exists()
+
+
+async def test_list_sessions_is_ordered_by_creation(tmp_path):
+    store = FsStore(tmp_path)
+    made = [(await new_session(store))[0] for _ in range(5)]
+    assert [info.session_id for info in await store.list_sessions()] == made

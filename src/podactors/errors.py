@@ -100,3 +100,62 @@ class SessionNotFound(StoreError):
 
 class StoreLocked(StoreError):
     """A session lock could not be taken within the timeout."""
+
+
+# --- model providers --------------------------------------------------------------
+
+
+class ProviderError(PodactorsError):
+    """A model provider call failed.
+
+    Carries the ``provider`` name, the HTTP ``status`` and provider ``request_id`` when
+    known, and whether a retry may succeed (``retryable``). The message is the provider's
+    own when it sent one. API keys never appear in it.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+        retryable: bool = False,
+    ):
+        self.provider = provider
+        self.message = message
+        self.status = status
+        self.request_id = request_id
+        self.retryable = retryable
+        details = [f"HTTP {status}" if status is not None else None]
+        details.append(f"request {request_id}" if request_id else None)
+        suffix = ", ".join(d for d in details if d)
+        super().__init__(f"{provider}: {message}" + (f" ({suffix})" if suffix else ""))
+
+
+class StreamInterrupted(ProviderError):
+    """A stream ended early: a dropped connection, an error event, a truncated body.
+
+    Never retried automatically, since the model may already have acted. ``partial``
+    holds the text and reasoning received so far (never a half-built tool call), so the
+    caller can keep it, marked interrupted.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        partial: list[object] | None = None,
+        status: int | None = None,
+        request_id: str | None = None,
+        retryable: bool = True,
+    ):
+        super().__init__(
+            provider, message, status=status, request_id=request_id, retryable=retryable
+        )
+        self.partial = list(partial or [])
+
+
+class InvalidToolArguments(ProviderError):
+    """The model sent tool-call arguments that are not a JSON object."""

@@ -76,7 +76,10 @@ class SessionRef(msgspec.Struct, frozen=True):
 
 
 class SessionInfo(msgspec.Struct, frozen=True):
-    """What ``list_sessions`` knows of a session without decoding its entries."""
+    """What ``list_sessions`` knows of a session without decoding its entries.
+
+    ``bytes`` is what restoring it reads: objects shared with forks count in each.
+    """
 
     session_id: str
     origin: Origin | None
@@ -192,20 +195,30 @@ class _Disk:
 
     # --- layout -------------------------------------------------------------------
 
+    def has_store(self) -> bool:
+        """Whether a store exists at the root; refuses a foreign ``FORMAT``.
+
+        Reads never create a store: pointed at the wrong directory they find nothing.
+        """
+        format_file = self.root / "FORMAT"
+        try:
+            found = format_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return False
+        if found != FORMAT_LINE:
+            raise StoreFormatError(
+                f"{format_file}: unsupported store format {found.strip()!r}, "
+                f"this version reads {FORMAT_LINE.strip()!r}"
+            )
+        return True
+
     def ensure_layout(self) -> None:
+        """Create the store's directories on the first write."""
         if self._ready:
             return
-        format_file = self.root / "FORMAT"
-        if format_file.exists():
-            found = format_file.read_text(errors="replace")
-            if found != FORMAT_LINE:
-                raise StoreFormatError(
-                    f"{format_file}: unsupported store format {found.strip()!r}, "
-                    f"this version reads {FORMAT_LINE.strip()!r}"
-                )
-        else:
+        if not self.has_store():
             self.root.mkdir(parents=True, exist_ok=True)
-            write_atomic(format_file, FORMAT_LINE.encode(), durable=self.durable)
+            write_atomic(self.root / "FORMAT", FORMAT_LINE.encode(), durable=self.durable)
         for directory in (self.objects.root, self.sessions, self.pods, self.locks):
             directory.mkdir(parents=True, exist_ok=True)
         self._ready = True
@@ -361,7 +374,7 @@ class _Disk:
 
     def read_entries(self, session_id: str) -> tuple[list[LogEntry], RefFile]:
         """All entries of a session, and its ref. Retries once if gc raced the read."""
-        self.ensure_layout()
+        self.has_store()
         try:
             return self._read_entries(session_id)
         except FileNotFoundError:
@@ -394,7 +407,7 @@ class _Disk:
         return state
 
     def head(self, session_id: str) -> str | None:
-        self.ensure_layout()
+        self.has_store()
         return self._read_ref(session_id)[0].head
 
     def fork(self, session_id: str, at: int | None) -> SessionRef:
@@ -437,10 +450,11 @@ class _Disk:
     # --- listing, verify, gc --------------------------------------------------------
 
     def _session_ids(self) -> list[str]:
+        if not self.has_store():
+            return []
         return sorted(p.name for p in self.sessions.iterdir() if not is_temp(p))
 
     def list_sessions(self) -> list[SessionInfo]:
-        self.ensure_layout()
         infos = []
         for session_id in self._session_ids():
             try:
@@ -464,21 +478,20 @@ class _Disk:
                     head=ref.head,
                 )
             )
+        infos.sort(key=lambda info: (info.created_at, info.session_id))
         return infos
 
     def verify(self, progress: Progress | None) -> VerifyReport:
-        self.ensure_layout()
-        objects = list(self.objects.scan())
         session_ids = self._session_ids()
+        objects = [(h, p) for h, p in self.objects.scan() if h is not None]
         total = len(objects) + len(session_ids)
         problems: list[StoreProblem] = []
         segments: dict[str, Segment] = {}
         done = 0
         for hash_, path in objects:
-            if hash_ is not None:
-                segment = self._verify_object(hash_, path, problems)
-                if segment is not None:
-                    segments[hash_] = segment
+            segment = self._verify_object(hash_, path, problems)
+            if segment is not None:
+                segments[hash_] = segment
             done += 1
             if progress:
                 progress(done, total)
@@ -533,7 +546,8 @@ class _Disk:
             problems.append(StoreProblem(str(exc.path), str(exc), exc.expected, exc.actual))
 
     def gc(self, grace: float, progress: Progress | None) -> GcReport:
-        self.ensure_layout()
+        if not self.has_store():
+            return GcReport(0, 0, 0, 0, 0)
         live: set[str] = set()
         for session_id in self._session_ids():
             try:
@@ -571,7 +585,7 @@ class _Disk:
         write_atomic(path, msgspec.msgpack.encode(ref), durable=self.durable)
 
     def get_pod_ref(self, name: str) -> PodRef | None:
-        self.ensure_layout()
+        self.has_store()
         path = self.pods / _check_name(name, "pod name")
         try:
             data = path.read_bytes()
@@ -583,8 +597,9 @@ class _Disk:
             raise CorruptSegment(path, reason=f"bad pod ref: {exc}") from None
 
     def list_pod_refs(self) -> dict[str, PodRef]:
-        self.ensure_layout()
-        refs = {}
+        refs: dict[str, PodRef] = {}
+        if not self.has_store():
+            return refs
         for path in sorted(self.pods.iterdir()):
             if not is_temp(path):
                 ref = self.get_pod_ref(path.name)
@@ -708,7 +723,10 @@ class FsStore:
         return await self.create_session(start)
 
     async def list_sessions(self) -> list[SessionInfo]:
-        """Every session with its origin, entry count and bytes, oldest id first."""
+        """Every session with its origin, entry count and bytes, oldest first.
+
+        ``bytes`` counts every object the session reads, shared ones included.
+        """
         return await self._run(self._disk.list_sessions)
 
     async def verify(self, *, progress: Progress | None = None) -> VerifyReport:

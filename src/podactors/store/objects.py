@@ -50,6 +50,8 @@ class ObjectDir:
 
     def scan(self) -> Iterator[tuple[str | None, Path]]:
         """Every file under ``objects/``: ``(hash, path)``, hash ``None`` for temp files."""
+        if not self.root.is_dir():
+            return
         for shard in sorted(self.root.iterdir()):
             if not shard.is_dir():
                 continue
