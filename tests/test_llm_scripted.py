@@ -74,7 +74,7 @@ async def test_running_out_of_replies_is_a_clear_error(script_file):
 def test_bad_script_names_the_file(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[[reply]]\ntext = "x"\ntool_cals = []\n')
-    with pytest.raises(ManifestError, match="bad.toml") as err:
+    with pytest.raises(ManifestError, match=r"bad\.toml") as err:
         load_script(path)
     assert "tool_cals" in str(err.value)
     with pytest.raises(ManifestError, match="cannot read script"):
