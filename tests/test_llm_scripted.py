@@ -79,3 +79,19 @@ def test_bad_script_names_the_file(tmp_path):
     assert "tool_cals" in str(err.value)
     with pytest.raises(ManifestError, match="cannot read script"):
         load_script(tmp_path / "missing.toml")
+
+
+def test_create_provider_builds_what_the_manifest_names(tmp_path, monkeypatch):
+    from podactors.llm import GeminiProvider, create_provider
+    from podactors.manifest import Manifest
+
+    (tmp_path / "s.toml").write_text(SCRIPT)
+    base = '[pod]\nname = "p"\n[[scope.allow]]\ntarget = "."\n'
+    scripted = Manifest.from_toml(
+        base + '[model]\nprovider = "scripted"\nscript = "s.toml"\n', base_dir=tmp_path
+    )
+    assert isinstance(create_provider(scripted.model), ScriptedProvider)
+    monkeypatch.setenv("GEMINI_API_KEY", "g-key")
+    gemini = create_provider(Manifest.from_toml(base + '[model]\nprovider = "gemini"\n').model)
+    assert isinstance(gemini, GeminiProvider) and gemini.model == "gemini-2.5-flash"
+    assert "g-key" not in repr(gemini)

@@ -31,7 +31,10 @@ class WireError(Exception):
 class Provider(Protocol):
     """Anything that turns a :class:`Request` into an :class:`LlmResponse`."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The provider's name, as in manifests and errors."""
+        ...
 
     async def stream(
         self, request: Request, on_event: EventListener | None = None
