@@ -159,3 +159,14 @@ class StreamInterrupted(ProviderError):
 
 class InvalidToolArguments(ProviderError):
     """The model sent tool-call arguments that are not a JSON object."""
+
+
+# --- worker -----------------------------------------------------------------------
+
+
+class TurnAborted(PodactorsError):
+    """A hook aborted the turn; the history was closed so it stays valid."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(f"turn aborted: {reason}")
