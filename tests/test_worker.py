@@ -292,3 +292,44 @@ async def test_close_open_calls_answers_each_once():
     assert [c.id for c in worker.open_calls()] == ["b"]
     assert worker.close_open_calls() == [ToolResult("b", INTERRUPTED, None, True)]
     assert worker.open_calls() == [] and worker.close_open_calls() == []
+
+
+async def test_a_raising_tool_becomes_an_error_result_not_a_crash():
+    from podactors.tools import ToolRegistry
+
+    def explode(path: str) -> str:
+        """Always fails."""
+        raise RuntimeError(f"cannot open {path}")
+
+    provider = ScriptedProvider([reply("", ("explode", {"path": "x"})), reply("recovered")])
+    worker = Worker(provider, tools=ToolRegistry([explode]))
+    result = await worker.run("go")
+    assert result.outcome == "finished"
+    [res] = [i for i in worker.history if isinstance(i, ToolResult)]
+    assert res.is_error and "RuntimeError: cannot open x" in res.summary
+    assert provider.requests[1].items[-1] == res
+
+
+async def test_builtin_tools_run_inside_the_scope(tmp_path):
+    from podactors.manifest import AllowRule
+    from podactors.tools import Scope, ScopedFs, ToolContext, ToolRegistry, builtin_tools
+
+    (tmp_path / "README.md").write_text("tinycalc adds numbers\n")
+    fs = ScopedFs(Scope([AllowRule(tmp_path, "read")], []), tmp_path)
+    provider = ScriptedProvider(
+        [
+            reply(
+                "",
+                ("read_file", {"path": "README.md"}),
+                ("write_file", {"path": "x", "content": "y"}),
+            ),
+            reply("It adds numbers."),
+        ]
+    )
+    worker = Worker(provider, tools=ToolRegistry(builtin_tools()), tool_context=ToolContext(fs))
+    await worker.run("what is this?")
+    read, write = [i for i in worker.history if isinstance(i, ToolResult)]
+    assert "tinycalc adds numbers" in read.content and not read.is_error
+    assert write.is_error and "refused" in write.summary
+    assert not (tmp_path / "x").exists()
+    assert {s.name for s in provider.requests[0].tools} >= {"read_file", "bash", "task_create"}

@@ -170,3 +170,40 @@ class TurnAborted(PodactorsError):
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(f"turn aborted: {reason}")
+
+
+# --- tools ------------------------------------------------------------------------
+
+
+class ToolError(PodactorsError):
+    """Raise from a tool to fail with a message written for the model.
+
+    The registry turns it into an error result whose summary is the message itself,
+    without the ``ExceptionType:`` prefix other exceptions get.
+    """
+
+
+class ScopeError(ToolError):
+    """A file operation was refused by the pod's scope.
+
+    ``path`` is the path as asked for (absolute), ``real_path`` what it resolves to,
+    ``wanted`` the permission that was needed (``read`` | ``write``) and ``allowed`` what
+    the scope grants there (``none`` | ``read`` | ``write``). The message names them all.
+    """
+
+    def __init__(
+        self, message: str, *, path: Path, real_path: Path, wanted: str, allowed: str
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.real_path = real_path
+        self.wanted = wanted
+        self.allowed = allowed
+
+
+class TaskNotFound(ToolError):
+    """No task with this id exists in the session's task list."""
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(f"no task #{task_id}")
+        self.task_id = task_id
