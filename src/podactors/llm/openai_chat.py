@@ -26,7 +26,7 @@ from podactors.llm.events import (
     UsageUpdate,
     WireEvent,
 )
-from podactors.llm.provider import HttpProvider, WireError, decode_json
+from podactors.llm.provider import HttpProvider, WireError, bearer, decode_json
 from podactors.llm.request import Part, Request, Turn, to_turns, tool_result_text
 from podactors.llm.transport import provider_message
 
@@ -51,7 +51,7 @@ class OpenAIChatProvider(HttpProvider):
         return f"{self.base_url}/chat/completions"
 
     def headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        return bearer(self._api_key)
 
     def body(self, request: Request) -> dict[str, Any]:
         config = request.config

@@ -27,7 +27,7 @@ from podactors.llm.events import (
     UsageUpdate,
     WireEvent,
 )
-from podactors.llm.provider import HttpProvider, WireError, decode_json
+from podactors.llm.provider import HttpProvider, WireError, bearer, decode_json
 from podactors.llm.request import Part, Request, to_turns, tool_result_text
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -49,7 +49,7 @@ class OpenAIResponsesProvider(HttpProvider):
         return f"{self.base_url}/responses"
 
     def headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        return bearer(self._api_key)
 
     def body(self, request: Request) -> dict[str, Any]:
         config = request.config

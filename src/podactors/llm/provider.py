@@ -151,6 +151,11 @@ async def _deliver(
                 await on_event(event)
 
 
+def bearer(api_key: str | None) -> dict[str, str]:
+    """The ``authorization`` header of OpenAI-style APIs; none for keyless local servers."""
+    return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 def decode_json(data: str) -> Any:
     """Decode one SSE ``data`` payload; undecodable data is a :class:`WireError`."""
     try:
