@@ -207,3 +207,23 @@ class TaskNotFound(ToolError):
     def __init__(self, task_id: int) -> None:
         super().__init__(f"no task #{task_id}")
         self.task_id = task_id
+
+
+# --- actors -------------------------------------------------------------------------
+
+
+class ActorClosed(PodactorsError):
+    """The actor stopped (or was never running): its mailbox takes no more messages."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f"actor {name!r} is closed")
+
+
+class AskTimeout(PodactorsError):
+    """An ``ask`` got no answer within its timeout."""
+
+    def __init__(self, name: str, timeout: float):
+        self.name = name
+        self.timeout = timeout
+        super().__init__(f"actor {name!r} did not answer within {timeout:g}s")

@@ -1,0 +1,149 @@
+"""The actor kernel: a task with a bounded mailbox, and the handle that talks to it.
+
+An actor is started with ``handle = await nursery.start(actor.run)``. ``tell`` puts a
+message in its mailbox (waiting while the mailbox is full: backpressure, never a drop);
+``ask`` also waits for the answer, which travels back on a one-shot channel, exceptions
+included. When an actor stops, for whatever reason, everyone still waiting on it gets
+:class:`~podactors.errors.ActorClosed` instead of hanging: queued asks are answered with
+it and later sends fail with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Generic, TypeVar
+
+import attrs
+import outcome
+import trio
+
+from podactors.errors import ActorClosed, AskTimeout
+
+M = TypeVar("M")
+
+DEFAULT_MAILBOX_SIZE = 64
+
+
+@attrs.frozen
+class Envelope(Generic[M]):
+    """A message in a mailbox, with the channel its answer goes back on (for ``ask``)."""
+
+    message: M
+    reply: trio.MemorySendChannel[outcome.Outcome[Any]] | None = None
+
+
+@attrs.frozen
+class MailboxStatistics:
+    """A snapshot of a mailbox: messages queued, its size, and tasks waiting to send."""
+
+    queued: int
+    size: float
+    waiting_senders: int
+
+
+class ActorHandle(Generic[M]):
+    """The caller's side of an actor: safe to share between tasks."""
+
+    def __init__(self, name: str, mailbox: trio.MemorySendChannel[Envelope[M]]):
+        self.name = name
+        self._mailbox = mailbox
+
+    def __repr__(self) -> str:
+        return f"ActorHandle({self.name!r})"
+
+    async def tell(self, message: M) -> None:
+        """Queue ``message``; waits while the mailbox is full. Raises ActorClosed."""
+        await self._send(Envelope(message))
+
+    def tell_nowait(self, message: M) -> None:
+        """Queue ``message`` or raise ``trio.WouldBlock`` when the mailbox is full."""
+        try:
+            self._mailbox.send_nowait(Envelope(message))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ActorClosed(self.name) from None
+
+    async def ask(self, message: M, *, timeout: float | None = None) -> Any:
+        """Send ``message`` and return the actor's answer (or raise its exception).
+
+        Raises :class:`AskTimeout` when no answer came within ``timeout`` seconds and
+        :class:`ActorClosed` when the actor stopped before answering.
+        """
+        reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
+        with reply_receive, trio.move_on_after(math.inf if timeout is None else timeout) as scope:
+            await self._send(Envelope(message, reply_send))
+            try:
+                answer = await reply_receive.receive()
+            except trio.EndOfChannel:
+                raise ActorClosed(self.name) from None
+            return answer.unwrap()
+        assert scope.cancelled_caught
+        raise AskTimeout(self.name, timeout or 0.0)
+
+    def statistics(self) -> MailboxStatistics:
+        """How full the mailbox is."""
+        stats = self._mailbox.statistics()
+        return MailboxStatistics(
+            stats.current_buffer_used, stats.max_buffer_size, stats.tasks_waiting_send
+        )
+
+    async def _send(self, envelope: Envelope[M]) -> None:
+        try:
+            await self._mailbox.send(envelope)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if envelope.reply is not None:
+                envelope.reply.close()
+            raise ActorClosed(self.name) from None
+
+
+class Actor(Generic[M]):
+    """Base class: override :meth:`handle`; start with ``await nursery.start(a.run)``.
+
+    Messages are handled one at a time, in order. An exception from :meth:`handle`
+    goes back to an asker; from a ``tell`` it stops the actor (and propagates into the
+    parent's nursery, where a supervisor can see it). ``address`` is the actor's own
+    handle once it runs.
+    """
+
+    name: str = "actor"
+    mailbox_size: int = DEFAULT_MAILBOX_SIZE
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[ActorHandle[M]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve the mailbox until it is closed or the actor's scope is cancelled."""
+        send, receive = trio.open_memory_channel[Envelope[M]](self.mailbox_size)
+        self.address = ActorHandle(self.name, send)
+        task_status.started(self.address)
+        try:
+            async for envelope in receive:
+                await self._dispatch(envelope)
+        finally:
+            _refuse_remaining(receive)
+
+    async def handle(self, message: M) -> Any:
+        """Act on one message; the return value answers an ``ask``."""
+        raise NotImplementedError
+
+    async def _dispatch(self, envelope: Envelope[M]) -> None:
+        if envelope.reply is None:
+            await self.handle(envelope.message)
+            return
+        with envelope.reply:
+            result = await outcome.acapture(self.handle, envelope.message)
+            if isinstance(result, outcome.Error) and not isinstance(result.error, Exception):
+                result.unwrap()  # Cancelled and friends belong to the actor's own scope
+            with contextlib.suppress(trio.BrokenResourceError):  # the asker gave up
+                envelope.reply.send_nowait(result)
+
+
+def _refuse_remaining(receive: trio.MemoryReceiveChannel[Envelope[Any]]) -> None:
+    """Close the mailbox and answer every queued ask with ActorClosed."""
+    while True:
+        try:
+            envelope = receive.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+            break
+        if envelope.reply is not None:
+            envelope.reply.close()
+    receive.close()
