@@ -10,8 +10,6 @@ it and later sends fail with it.
 
 from __future__ import annotations
 
-import contextlib
-import math
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -25,12 +23,38 @@ M = TypeVar("M")
 DEFAULT_MAILBOX_SIZE = 64
 
 
+class Reply:
+    """A one-shot answer slot: the first result set wins, the asker waits for it."""
+
+    __slots__ = ("_done", "result")
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self.result: outcome.Outcome[Any] | None = None
+
+    def set(self, result: outcome.Outcome[Any]) -> None:
+        """Deliver ``result`` unless an answer was already delivered."""
+        if self.result is None:
+            self.result = result
+            self._done.set()
+
+    def refuse(self, name: str) -> None:
+        """Answer with :class:`ActorClosed` (a no-op once answered)."""
+        self.set(outcome.Error(ActorClosed(name)))
+
+    async def wait(self) -> Any:
+        """The answer, or its exception raised."""
+        await self._done.wait()
+        assert self.result is not None
+        return self.result.unwrap()
+
+
 @attrs.frozen
 class Envelope(Generic[M]):
-    """A message in a mailbox, with the channel its answer goes back on (for ``ask``)."""
+    """A message in a mailbox, with the slot its answer goes to (for ``ask``)."""
 
     message: M
-    reply: trio.MemorySendChannel[outcome.Outcome[Any]] | None = None
+    reply: Reply | None = None
 
 
 @attrs.frozen
@@ -69,16 +93,14 @@ class ActorHandle(Generic[M]):
         Raises :class:`AskTimeout` when no answer came within ``timeout`` seconds and
         :class:`ActorClosed` when the actor stopped before answering.
         """
-        reply_send, reply_receive = trio.open_memory_channel[outcome.Outcome[Any]](1)
-        with reply_receive, trio.move_on_after(math.inf if timeout is None else timeout) as scope:
-            await self._send(Envelope(message, reply_send))
-            try:
-                answer = await reply_receive.receive()
-            except trio.EndOfChannel:
-                raise ActorClosed(self.name) from None
-            return answer.unwrap()
-        assert scope.cancelled_caught
-        raise AskTimeout(self.name, timeout or 0.0)
+        reply = Reply()
+        if timeout is None:
+            await self._send(Envelope(message, reply))
+            return await reply.wait()
+        with trio.move_on_after(timeout):
+            await self._send(Envelope(message, reply))
+            return await reply.wait()
+        raise AskTimeout(self.name, timeout)
 
     def statistics(self) -> MailboxStatistics:
         """How full the mailbox is."""
@@ -91,8 +113,6 @@ class ActorHandle(Generic[M]):
         try:
             await self._mailbox.send(envelope)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            if envelope.reply is not None:
-                envelope.reply.close()
             raise ActorClosed(self.name) from None
 
 
@@ -119,7 +139,7 @@ class Actor(Generic[M]):
             async for envelope in receive:
                 await self._dispatch(envelope)
         finally:
-            _refuse_remaining(receive)
+            _refuse_remaining(receive, self.name)
 
     async def handle(self, message: M) -> Any:
         """Act on one message; the return value answers an ``ask``."""
@@ -129,15 +149,16 @@ class Actor(Generic[M]):
         if envelope.reply is None:
             await self.handle(envelope.message)
             return
-        with envelope.reply:
+        try:
             result = await outcome.acapture(self.handle, envelope.message)
             if isinstance(result, outcome.Error) and not isinstance(result.error, Exception):
                 result.unwrap()  # Cancelled and friends belong to the actor's own scope
-            with contextlib.suppress(trio.BrokenResourceError):  # the asker gave up
-                envelope.reply.send_nowait(result)
+            envelope.reply.set(result)
+        finally:
+            envelope.reply.refuse(self.name)
 
 
-def _refuse_remaining(receive: trio.MemoryReceiveChannel[Envelope[Any]]) -> None:
+def _refuse_remaining(receive: trio.MemoryReceiveChannel[Envelope[Any]], name: str) -> None:
     """Close the mailbox and answer every queued ask with ActorClosed."""
     while True:
         try:
@@ -145,5 +166,5 @@ def _refuse_remaining(receive: trio.MemoryReceiveChannel[Envelope[Any]]) -> None
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             break
         if envelope.reply is not None:
-            envelope.reply.close()
+            envelope.reply.refuse(name)
     receive.close()
