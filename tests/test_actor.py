@@ -115,3 +115,32 @@ async def test_a_crash_on_tell_stops_the_actor_and_reaches_its_parent():
             await handle.tell(("fail", "crash"))
     with pytest.raises(ActorClosed):
         await handle.ask(("add", 1))
+
+
+async def test_stop_refuses_queued_and_later_messages(nursery):
+    class Stopper(Counter):
+        async def handle(self, message):
+            if message == ("stop",):
+                self.stop()
+                return "stopping"
+            return await super().handle(message)
+
+    actor = Stopper()
+    handle = await nursery.start(actor.run)
+    nursery.start_soon(handle.ask, ("wait",))
+    await trio.testing.wait_all_tasks_blocked()
+    results = []
+
+    async def ask(message):
+        try:
+            results.append(await handle.ask(message))
+        except ActorClosed as exc:
+            results.append(type(exc))
+
+    nursery.start_soon(ask, ("stop",))
+    await trio.testing.wait_all_tasks_blocked()
+    nursery.start_soon(ask, ("add", 1))
+    await trio.testing.wait_all_tasks_blocked()
+    actor.gate.set()
+    await trio.testing.wait_all_tasks_blocked()
+    assert sorted(map(str, results)) == sorted(map(str, ["stopping", ActorClosed]))

@@ -134,16 +134,23 @@ class Actor(Generic[M]):
         """Serve the mailbox until it is closed or the actor's scope is cancelled."""
         send, receive = trio.open_memory_channel[Envelope[M]](self.mailbox_size)
         self.address = ActorHandle(self.name, send)
+        self._stopping = False
         task_status.started(self.address)
         try:
             async for envelope in receive:
                 await self._dispatch(envelope)
+                if self._stopping:
+                    break
         finally:
             _refuse_remaining(receive, self.name)
 
     async def handle(self, message: M) -> Any:
         """Act on one message; the return value answers an ``ask``."""
         raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop after the message being handled; queued and later messages are refused."""
+        self._stopping = True
 
     async def _dispatch(self, envelope: Envelope[M]) -> None:
         if envelope.reply is None:

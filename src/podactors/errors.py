@@ -227,3 +227,17 @@ class AskTimeout(PodactorsError):
         self.name = name
         self.timeout = timeout
         super().__init__(f"actor {name!r} did not answer within {timeout:g}s")
+
+
+# --- pods -----------------------------------------------------------------------------
+
+
+class PodError(PodactorsError):
+    """A pod refused a method or a run failed; ``code`` is the protocol error code
+    (``already_running``, ``not_running``, ``not_paused``, ``invalid_request``,
+    ``provider_error``, ``tool_error``, ``internal``)."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        self.message = message
+        super().__init__(f"{code}: {message}")
