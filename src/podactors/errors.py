@@ -241,3 +241,49 @@ class PodError(PodactorsError):
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}")
+
+
+class SupervisorEscalated(PodactorsError):
+    """A pod restarted more than the supervisor's intensity allows; the supervisor gave up."""
+
+    def __init__(self, pod: str, restarts: int, within: float, reason: str):
+        self.pod = pod
+        self.restarts = restarts
+        self.within = within
+        self.reason = reason
+        super().__init__(
+            f"pod {pod} restarted {restarts} times within {within:g}s (last: {reason}); "
+            "the supervisor escalates"
+        )
+
+
+# --- websocket client ---------------------------------------------------------------
+
+
+class ConnectionRefused(PodactorsError):
+    """The server could not be reached or refused the websocket handshake.
+
+    ``status`` is the HTTP status of a rejected handshake (401 for a wrong or missing
+    token, 403 for a foreign ``Origin``), ``None`` when no HTTP answer came (nothing
+    listening, a timeout, a broken connection).
+    """
+
+    def __init__(self, url: str, status: int | None, detail: str = ""):
+        self.url = url
+        self.status = status
+        self.detail = detail
+        why = f"HTTP {status}" if status is not None else "no handshake"
+        super().__init__(f"{url}: connection refused ({why}){f': {detail}' if detail else ''}")
+
+
+class Disconnected(PodactorsError):
+    """The connection is closed; ``code`` and ``reason`` are the websocket close frame's.
+
+    ``code`` is 1009 when the server closed because a message was too big, ``None`` when
+    the connection ended without a close frame.
+    """
+
+    def __init__(self, code: int | None, reason: str | None):
+        self.code = code
+        self.reason = reason
+        super().__init__(f"websocket closed (code {code}{f': {reason}' if reason else ''})")

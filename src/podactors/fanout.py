@@ -75,17 +75,21 @@ class Fanout:
     """Delivers each published event to every current subscriber.
 
     ``snapshot`` builds the snapshot a lagging subscriber gets after its ``lagged``
-    marker; it is called when the subscriber gets there, so it is fresh.
+    marker; it is called when the subscriber gets there, so it is fresh. A restarted
+    pod takes over the fanout (and its ``last_seq``), so subscribers outlive restarts.
     """
 
     def __init__(self, snapshot: Callable[[], AnyEvent], *, buffer: int = DEFAULT_BUFFER):
-        self._snapshot = snapshot
+        self.snapshot = snapshot
         self._buffer = buffer
         self._subscribers: list[Subscription] = []
         self._dropped = 0
+        self._closed = False
+        self.last_seq = 0
 
     def publish(self, event: AnyEvent) -> None:
         """Offer ``event`` to every subscriber; never blocks."""
+        self.last_seq = max(self.last_seq, event.seq)
         for subscriber in self._subscribers:
             if not subscriber.offer(event):
                 self._dropped += 1
@@ -95,9 +99,11 @@ class Fanout:
         self, *, first: AnyEvent | None = None, buffer: int | None = None
     ) -> AsyncIterator[Subscription]:
         """Subscribe for the duration of the block; ``first`` is delivered before anything."""
-        subscription = Subscription(buffer or self._buffer, self._snapshot)
+        subscription = Subscription(buffer or self._buffer, lambda: self.snapshot())
         if first is not None:
             subscription.offer(first)
+        if self._closed:
+            subscription.close()
         self._subscribers.append(subscription)
         try:
             yield subscription
@@ -106,7 +112,8 @@ class Fanout:
             subscription.close()
 
     def close(self) -> None:
-        """End every subscription (after its queued events)."""
+        """End every subscription (after its queued events); later ones end at once."""
+        self._closed = True
         for subscription in self._subscribers:
             subscription.close()
 

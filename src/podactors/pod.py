@@ -121,7 +121,7 @@ class Pod(Actor[proto.AnyMethod]):
         provider: Provider | None = None,
         tools: Iterable[Tool] = (),
         hooks: Hooks | None = None,
-        event_buffer: int = 1024,
+        fanout: Fanout | None = None,
     ):
         self.name = manifest.pod.name
         self.manifest = manifest
@@ -131,10 +131,12 @@ class Pod(Actor[proto.AnyMethod]):
         self.session_id: str | None = None
         self.turn_count = 0
         self.last_run_interrupted = False
-        self.fanout = Fanout(self.snapshot, buffer=event_buffer)
+        self._owns_fanout = fanout is None
+        self.fanout = fanout or Fanout(self.snapshot)
+        self.fanout.snapshot = self.snapshot
         self._head: str | None = None
         self._entries = 0
-        self._seq = 0
+        self._seq = self.fanout.last_seq
         self._pending_notes: list[Notification] = []
         self._pause_requested = False
         self._turn_scope: trio.CancelScope | None = None
@@ -195,7 +197,8 @@ class Pod(Actor[proto.AnyMethod]):
                 self._set_status("stopped")
                 if self._turn_scope is not None:
                     self._turn_scope.cancel()
-                self.fanout.close()
+                if self._owns_fanout:
+                    self.fanout.close()
 
     async def handle(self, message: proto.AnyMethod) -> Any:
         """Serve one method; see the module docstring for the rules."""
@@ -249,7 +252,7 @@ class Pod(Actor[proto.AnyMethod]):
             )
 
     def _refuse(self, code: str, message: str) -> PodError:
-        self._emit(proto.Error, code=code, message=message)
+        """The error a refused method raises back to its caller (and only to it)."""
         return PodError(code, message)
 
     def _spawn_turn(self, text: str | None, *, resume: bool) -> RunTicket:
@@ -280,9 +283,13 @@ class Pod(Actor[proto.AnyMethod]):
             self._emit(proto.Error, code="internal", message=error)
         finally:
             self._turn_scope = None
-            with trio.CancelScope(shield=True) as cleanup:
-                cleanup.deadline = trio.current_time() + CLEANUP_SECONDS
-                await self._close_run(outcome, error, result, ticket)
+            try:
+                with trio.CancelScope(shield=True) as cleanup:
+                    cleanup.deadline = trio.current_time() + CLEANUP_SECONDS
+                    await self._close_run(outcome, error, result, ticket)
+            finally:  # a crash while closing must not leave the caller waiting
+                if ticket.result is None:
+                    ticket.set(RunResult("error", self.session_id or "", 0, "pod crashed"))
 
     async def _drive(self, text: str | None, resume: bool) -> TurnResult:
         await self._ensure_session()
@@ -414,7 +421,13 @@ class Pod(Actor[proto.AnyMethod]):
 
     async def _save_pod_ref(self) -> None:
         if self.session_id is not None:
-            await self.store.set_pod_ref(self.name, PodRef(self.session_id, updated_at=time.time()))
+            source = self.manifest.source
+            ref = PodRef(
+                self.session_id,
+                updated_at=time.time(),
+                manifest=None if source is None else str(Path(source).absolute()),
+            )
+            await self.store.set_pod_ref(self.name, ref)
 
     # --- events -----------------------------------------------------------------------
 
@@ -433,6 +446,10 @@ class Pod(Actor[proto.AnyMethod]):
     def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
         """Events from now on, starting with a snapshot."""
         return self.fanout.subscribe(first=self.snapshot())
+
+    def alert(self, level: proto.AlertLevel, source: str, message: str) -> None:
+        """Tell subscribers something an operator should know."""
+        self._emit(proto.Alert, level=level, source=source, message=message)
 
     def _emit(self, event_type: type[proto.Event], **fields: Any) -> None:
         self._seq += 1
@@ -511,6 +528,10 @@ class PodHandle:
         self._address = address
         self.name = pod.name
 
+    def rebind(self, pod: Pod, address: ActorHandle[proto.AnyMethod]) -> None:
+        """Point this handle at a restarted pod (the supervisor does this)."""
+        self._pod, self._address = pod, address
+
     def __repr__(self) -> str:
         return f"PodHandle({self.name!r}, status={self.status!r})"
 
@@ -536,8 +557,12 @@ class PodHandle:
 
     async def resume(self) -> RunResult:
         """Continue a paused run and wait for it to end."""
+        return await (await self.start_resume()).wait()
+
+    async def start_resume(self) -> RunTicket:
+        """Continue a paused run; await ``ticket.wait()`` for its result."""
         ticket: RunTicket = await self._address.ask(proto.Resume(pod=self.name))
-        return await ticket.wait()
+        return ticket
 
     async def cancel(self) -> None:
         """Cancel the running (or paused) run."""

@@ -93,11 +93,13 @@ class SessionInfo(msgspec.Struct, frozen=True):
 
 
 class PodRef(msgspec.Struct, frozen=True):
-    """What a pod name points to: its active session and its children's names."""
+    """What a pod name points to: its active session, its children's names, and the
+    manifest file it was spawned from (so it can be restored by name)."""
 
     session_id: str
     children: list[str] = []
     updated_at: float = 0.0
+    manifest: str | None = None
 
 
 class StoreProblem(msgspec.Struct, frozen=True):

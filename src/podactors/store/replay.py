@@ -26,6 +26,8 @@ from podactors.store.entries import (
 class SessionState(msgspec.Struct):
     """Everything a session's log says, folded.
 
+    ``last_run_interrupted`` is also true when the log ends inside a run (input or items
+    after the last ``Outcome``): the process died before it could close the run.
     ``extensions`` holds the latest entry per domain; ``extension_log`` every one in order.
     ``entry_count`` is the number of log entries folded. ``session_id`` and ``head`` are
     set by the store's ``restore``: the head to name in the next append.
@@ -56,6 +58,7 @@ def fold(entries: Iterable[LogEntry], state: SessionState | None = None) -> Sess
         kind = type(entry)
         if kind is Item or kind is SystemItem:
             history.append(entry.item)  # type: ignore[union-attr]
+            state.last_run_interrupted = True  # until an Outcome closes the run
         else:
             _APPLY[kind](state, entry)
     state.entry_count += count
@@ -71,6 +74,7 @@ def _session_start(state: SessionState, entry: SessionStart) -> None:
 
 def _user_input(state: SessionState, entry: UserInput) -> None:
     state.history.append(Message("user", entry.content))
+    state.last_run_interrupted = True  # until an Outcome closes the run
 
 
 def _turn_end(state: SessionState, entry: TurnEnd) -> None:
