@@ -12,7 +12,9 @@ from podactors.items import (
     ToolResult,
 )
 from podactors.manifest import AllowRule, DenyRule, Manifest, load_manifest
+from podactors.pod import Pod, PodHandle, RunResult
 from podactors.store import FsStore, SessionState
+from podactors.supervisor import Supervisor, open_supervisor
 
 __version__ = "0.1.0"
 
@@ -25,12 +27,17 @@ __all__ = [
     "Manifest",
     "Message",
     "Notification",
+    "Pod",
+    "PodHandle",
     "Reasoning",
     "RequestConfig",
+    "RunResult",
     "SessionState",
+    "Supervisor",
     "ToolCall",
     "ToolResult",
     "__version__",
     "errors",
     "load_manifest",
+    "open_supervisor",
 ]
