@@ -280,3 +280,34 @@ async def test_a_foreign_write_makes_the_pod_fork_and_rotate(nursery, tmp_path):
     assert (await store.get_pod_ref("alice")).session_id == second.session_id
     forked = await store.read_entries(second.session_id)
     assert Usage(0, 1) not in forked and UserInput("second") in forked
+
+
+async def test_three_subscribers_one_never_reading_the_others_get_every_event(nursery, tmp_path):
+    words = " ".join(f"w{i}" for i in range(1500))  # more events than a subscriber buffers
+    handle, *_ = await start_pod(nursery, tmp_path, [text(words)])
+    seen: dict[str, list] = {"a": [], "b": []}
+
+    async def reader(name, task_status=trio.TASK_STATUS_IGNORED):
+        async with handle.subscribe() as events:
+            task_status.started()
+            async for event in events:
+                seen[name].append(event)
+                if isinstance(event, proto.RunEnd):
+                    return
+
+    async with handle.subscribe() as stuck:
+        async with trio.open_nursery() as readers:
+            await readers.start(reader, "a")
+            await readers.start(reader, "b")
+            with trio.fail_after(20):
+                await handle.run("talk a lot")
+        for name in "ab":
+            seqs = [e.seq for e in seen[name][1:]]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # every one, in order
+            assert not any(isinstance(e, proto.Lagged) for e in seen[name])
+            assert "".join(e.text for e in seen[name] if isinstance(e, proto.TextDelta)) == words
+        backlog = []
+        while not any(isinstance(e, proto.Lagged) for e in backlog):
+            backlog.append(await stuck.__anext__())
+        assert len(backlog) == 1024 + 1 and backlog[-1].missed > 0
+        assert isinstance(await stuck.__anext__(), proto.Snapshot)
