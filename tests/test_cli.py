@@ -42,16 +42,15 @@ def object_files(root: Path) -> list[Path]:
     return sorted(p for p in (root / "objects").rglob("*") if p.is_file())
 
 
-def test_demo_on_empty_dir_builds_sessions_and_prints_table_and_ok(tmp_path: Path) -> None:
+def test_demo_on_empty_dir_plays_a_session_and_verifies(tmp_path: Path) -> None:
     root = tmp_path / "demo"
     result = cli("demo", "--store", root)
     assert result.exit_code == 0, result.output
     infos = list_sessions(root)
-    assert len(infos) == 4
-    for info in infos:
-        assert info.session_id in result.stdout
-    assert "compacted_from" in result.stdout
+    assert len(infos) == 1
+    assert infos[0].session_id in result.stdout
     assert "ok: " in result.stdout
+    assert f"podactors sessions show {infos[0].session_id}" in result.stdout
 
 
 def test_sessions_list_table_shows_every_id_and_origin(store: Path) -> None:
@@ -227,7 +226,24 @@ def test_demo_into_non_store_dir_refuses(tmp_path: Path) -> None:
 def test_demo_fresh_on_store_starts_over(store: Path) -> None:
     result = cli("demo", "--store", store, "--fresh")
     assert result.exit_code == 0, result.output
+    assert len(list_sessions(store)) == 1
+
+
+def test_demo_fresh_keeps_a_store_that_holds_a_project_manifest(store: Path) -> None:
+    (store / "manifest.toml").write_text('[pod]\nname = "alice"\n')
+    result = cli("demo", "--store", store, "--fresh")
+    assert result.exit_code == 2
+    assert "project manifest" in result.stderr
+    assert (store / "manifest.toml").exists()
     assert len(list_sessions(store)) == 4
+
+
+def test_demo_again_on_its_store_adds_a_session(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    assert cli("demo", "--store", root).exit_code == 0
+    result = cli("demo", "--store", root)
+    assert result.exit_code == 0, result.output
+    assert len(list_sessions(root)) == 2
 
 
 def test_version_option_prints_version() -> None:
