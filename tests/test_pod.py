@@ -311,3 +311,24 @@ async def test_three_subscribers_one_never_reading_the_others_get_every_event(nu
             backlog.append(await stuck.__anext__())
         assert len(backlog) == 1024 + 1 and backlog[-1].missed > 0
         assert isinstance(await stuck.__anext__(), proto.Snapshot)
+
+
+async def test_cancel_mid_stream_persists_partial_text_and_an_interrupted_outcome(
+    nursery, tmp_path
+):
+    words = " ".join(f"w{i}" for i in range(20000))  # long enough to be cut while streaming
+    handle, _, _, store = await start_pod(nursery, tmp_path, [text(words)])
+    async with handle.subscribe() as events:
+        with trio.fail_after(20):
+            ticket = await handle.start_run("talk")
+            async for event in events:
+                if isinstance(event, proto.TextDelta):
+                    await handle.cancel()
+                    break
+            result = await ticket.wait()
+    assert result.outcome == "cancelled"
+    entries = await store.read_entries(result.session_id)
+    assert entries[-1] == Outcome("cancelled", interrupted=True)
+    [partial] = [e.item for e in entries if type(e).__name__ == "Item"]
+    assert partial.role == "assistant" and partial.interrupted
+    assert words.startswith(partial.content) and 0 < len(partial.content) < len(words)

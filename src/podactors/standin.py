@@ -55,7 +55,10 @@ class StandinServer:
                     return
                 if body is None:
                     return
-                await self._respond(conn, stream, body)
+                try:
+                    await self._respond(conn, stream, body)
+                except trio.BrokenResourceError:  # the client hung up mid-stream
+                    return
                 if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                     return
                 conn.start_next_cycle()
