@@ -12,91 +12,81 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import shutil
 import signal
-import sys
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-import msgspec
 import trio
-from rich import box
-from rich.cells import cell_len
-from rich.console import Console, JustifyMethod
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from podactors import protocol as proto
 from podactors.client import PodClient, open_client
 from podactors.demo import PROJECT_DIR, DemoReport, DemoSetup, DemoStep, run_demo
-from podactors.errors import PodactorsError, PodError, StoreError
-from podactors.items import (
-    ChildEvent,
-    FileAttachment,
-    HistoryItem,
-    Message,
-    Notification,
-    Reasoning,
-    RequestConfig,
-    ToolCall,
-    ToolResult,
-)
+from podactors.errors import PodactorsError, StoreError
 from podactors.manifest import PROJECT_MANIFEST, Manifest, load_manifest
 from podactors.pod import PodHandle, RunResult, RunTicket
 from podactors.server import WebsocketServer
-from podactors.store.entries import (
-    ConfigChanged,
-    Extension,
-    Item,
-    LogEntry,
-    Origin,
-    Outcome,
-    SessionStart,
-    SystemItem,
-    Usage,
-    UserInput,
+from podactors.sessions_view import (
+    echo_json,
+    entry_line,
+    gc_summary,
+    history_table,
+    human_bytes,
+    plural,
+    print_sessions,
+    print_verify,
+    progress_bar,
+    run_verify,
+    session_summary,
+    state_json,
+    stderr,
+    stdout,
+    to_jsonable,
+    tool_names,
 )
-from podactors.store.fs import FsStore, GcReport, SessionInfo, VerifyReport
-from podactors.store.replay import SessionState, fold
+from podactors.store.fs import FsStore
+from podactors.store.replay import fold
 from podactors.supervisor import TOKEN_FILE, Supervisor, open_supervisor
+from podactors.terminal import (
+    YOU,
+    EventRenderer,
+    Interrupts,
+    catch_interrupts,
+    read_line,
+    stream_turn,
+)
 
 DEFAULT_STORE = "./.podactors"
-PREVIEW_WIDTH = 100
-PIPE_WIDTH = 200
-"""Console width when stdout is not a terminal (and ``COLUMNS`` is unset): ids stay whole."""
 
 USER_ERRORS = (PodactorsError, ValueError, OSError)
 """Errors shown as one ``error:`` line (exit 2) instead of a traceback."""
 
 F = TypeVar("F", bound=Callable[..., Any])
-ProgressFn = Callable[[int, int], None]
+
+EXIT_CODES: dict[str, int] = {
+    "finished": 0,
+    "error": 1,
+    "limit_reached": 3,
+    "paused": 4,
+    "cancelled": 130,
+}
+"""The exit status of ``run`` for each run outcome."""
+INTERRUPTED_EXIT = 130
+"""The exit status when Ctrl-C stopped a command."""
 
 
-# --- consoles, errors, shared options ---------------------------------------------------
-
-
-def _stdout() -> Console:
-    """The console for results; wide when piped, so tables keep ids and paths whole."""
-    console = Console(soft_wrap=True, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = PIPE_WIDTH
-    return console
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, soft_wrap=True, highlight=False)
+# --- errors, shared options ------------------------------------------------------------
 
 
 def _fail(exc: BaseException) -> NoReturn:
     message = str(exc).replace("\n", " ") or type(exc).__name__
-    _stderr().print(Text(f"error: {message}", style="red"))
+    stderr().print(Text(f"error: {message}", style="red"))
     raise click.exceptions.Exit(2)
 
 
@@ -124,7 +114,7 @@ class _Cli(click.Group):
 
 
 def _interrupted() -> NoReturn:
-    _stderr().print(Text("interrupted", style="yellow"))
+    stderr().print(Text("interrupted", style="yellow"))
     raise click.exceptions.Exit(INTERRUPTED_EXIT)
 
 
@@ -170,340 +160,6 @@ def open_store(path: Path) -> FsStore:
     return FsStore(path)
 
 
-# --- formatting ---------------------------------------------------------------------
-
-
-def human_bytes(size: float) -> str:
-    """``512 B``, ``1.4 KiB``, ``3.0 MiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def iso_time(timestamp: float) -> str:
-    """Local time, to the second: ``2026-11-21 11:44:30``."""
-    return datetime.fromtimestamp(timestamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def relative_time(timestamp: float, now: float | None = None) -> str:
-    """``just now``, ``42s ago``, ``5m ago``, ``3h ago``, ``2d ago``; ISO beyond a week."""
-    delta = (time.time() if now is None else now) - timestamp
-    if delta < 0 or delta >= 7 * 86400:
-        return iso_time(timestamp)
-    for limit, unit, size in ((60, "s", 1), (3600, "m", 60), (86400, "h", 3600)):
-        if delta < limit:
-            return "just now" if delta < 5 else f"{int(delta // size)}{unit} ago"
-    return f"{int(delta // 86400)}d ago"
-
-
-def origin_label(origin: Origin | None) -> str:
-    """``forked_from <id>@<at>``, ``compacted_from <id>``, or ``""`` for a new session."""
-    if origin is None:
-        return ""
-    if origin.kind == "forked_from" and origin.at is not None:
-        return f"forked_from {origin.session_id}@{origin.at}"
-    return f"{origin.kind} {origin.session_id}"
-
-
-def truncate(text: str, width: int = PREVIEW_WIDTH) -> str:
-    """``text`` cut to ``width`` characters, with an ellipsis when cut."""
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def one_line(text: str, width: int = PREVIEW_WIDTH) -> str:
-    """``text`` with whitespace collapsed, cut to ``width`` characters with an ellipsis."""
-    return truncate(" ".join(text.split()), width)
-
-
-def _json_value(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
-
-
-def _decode_raw(obj: Any) -> Any:
-    if isinstance(obj, msgspec.Raw):
-        return msgspec.msgpack.decode(obj)
-    raise NotImplementedError(f"cannot convert {type(obj).__name__} to JSON")
-
-
-def to_jsonable(value: Any) -> Any:
-    """``value`` as builtins, with extension payloads (msgpack ``Raw``) decoded."""
-    return msgspec.to_builtins(value, enc_hook=_decode_raw)
-
-
-def echo_json(value: Any) -> None:
-    """Print ``value`` as indented JSON on stdout."""
-    click.echo(msgspec.json.format(msgspec.json.encode(to_jsonable(value)), indent=2))
-
-
-# --- sessions table (shared by `sessions list` and `demo`) -----------------------------
-
-
-SESSION_COLUMNS: tuple[tuple[str, JustifyMethod, bool], ...] = (
-    ("id", "left", False),
-    ("created", "left", True),
-    ("updated", "left", False),
-    ("entries", "right", False),
-    ("size", "right", False),
-    ("objects", "right", True),
-    ("origin", "left", False),
-)
-"""The sessions table's columns: name, justification, shown only on wide consoles."""
-
-WIDE_CONSOLE = 120
-
-
-def _session_cells(info: SessionInfo, now: float | None) -> dict[str, Text]:
-    return {
-        "id": Text(info.session_id, style="cyan"),
-        "created": Text(iso_time(info.created_at)),
-        "updated": Text(relative_time(info.updated_at, now)),
-        "entries": Text(str(info.entries)),
-        "size": Text(human_bytes(info.bytes)),
-        "objects": Text(str(info.objects)),
-        "origin": Text(origin_label(info.origin)),
-    }
-
-
-def sessions_table(
-    infos: Sequence[SessionInfo], *, now: float | None = None, wide: bool = True
-) -> Table:
-    """A table of sessions, oldest first: id, times, entries, size, objects and origin.
-
-    ``wide=False`` (for consoles under 120 columns) drops ``created`` and ``objects`` so
-    ids stay whole; only the origin column wraps.
-    """
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    names = [name for name, _, wide_only in SESSION_COLUMNS if wide or not wide_only]
-    for name, justify, wide_only in SESSION_COLUMNS:
-        if wide or not wide_only:
-            table.add_column(name, justify=justify, no_wrap=name != "origin", overflow="fold")
-    for info in sorted(infos, key=lambda i: (i.created_at, i.session_id)):
-        cells = _session_cells(info, now)
-        table.add_row(*(cells[name] for name in names))
-    return table
-
-
-def print_sessions(console: Console, infos: Sequence[SessionInfo]) -> None:
-    """Print the sessions table, in the layout that fits ``console``."""
-    console.print(sessions_table(infos, wide=console.width >= WIDE_CONSOLE))
-
-
-# --- session summary and history ------------------------------------------------------
-
-
-def config_label(config: RequestConfig) -> str:
-    """The settings that are set, as ``key=value`` pairs."""
-    pairs = [
-        f"{name}={getattr(config, name)}"
-        for name in config.__struct_fields__
-        if getattr(config, name) not in (None, "", ())
-    ]
-    return " ".join(pairs) or "(provider defaults)"
-
-
-def tool_names(history: Sequence[HistoryItem]) -> dict[str, str]:
-    """Tool call id to tool name, to label results."""
-    return {item.id: item.name for item in history if isinstance(item, ToolCall)}
-
-
-def item_kind(item: HistoryItem, names: dict[str, str]) -> str:
-    """A short label: the role, ``call <tool>``, ``result <tool>``, ``notification``, …."""
-    if isinstance(item, Message):
-        return item.role
-    if isinstance(item, ToolCall):
-        return f"call {item.name}"
-    if isinstance(item, ToolResult):
-        error = " (error)" if item.is_error else ""
-        return f"result {names.get(item.call_id, item.call_id)}{error}"
-    if isinstance(item, FileAttachment):
-        return "file"
-    if isinstance(item, ChildEvent):
-        return f"child {item.child}"
-    return "reasoning" if isinstance(item, Reasoning) else "notification"
-
-
-def item_text(item: HistoryItem) -> str:
-    """The item's content on one line, truncated."""
-    if isinstance(item, Message):
-        return one_line(item.content + (" [interrupted]" if item.interrupted else ""))
-    if isinstance(item, ToolCall):
-        return tool_args(item.arguments)
-    if isinstance(item, ToolResult):
-        return one_line(item.summary)
-    if isinstance(item, Reasoning):
-        return one_line(item.text)
-    if isinstance(item, Notification):
-        source = f"[{item.source}] " if item.source else ""
-        return one_line(source + item.text)
-    if isinstance(item, FileAttachment):
-        return one_line(f"{item.path} ({len(item.content)} chars)")
-    return one_line(f"{item.event}: {item.detail}" if item.detail else item.event)
-
-
-def _usage_label(usage: list[Usage]) -> str:
-    if not usage:
-        return "none"
-    last = usage[-1]
-    return (
-        f"{len(usage)} records; last: {last.input_total:,} input "
-        f"({last.cache_read:,} cache read, {last.cache_write:,} cache write), "
-        f"{last.output:,} output, at history length {last.history_len}"
-    )
-
-
-def _outcome_label(outcome: Outcome | None, interrupted: bool) -> str:
-    if outcome is None:
-        return "none yet"
-    error = f" ({outcome.error})" if outcome.error else ""
-    return f"{outcome.outcome}{error}; interrupted: {'yes' if interrupted else 'no'}"
-
-
-def _history_label(history: Sequence[HistoryItem]) -> str:
-    counts = Counter(item.__struct_config__.tag for item in history)
-    parts = ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
-    return f"{len(history)} items" + (f": {parts}" if parts else "")
-
-
-def _extensions_label(state: SessionState) -> str:
-    if not state.extensions:
-        return "none"
-    counts = Counter(ext.domain for ext in state.extension_log)
-    return ", ".join(f"{domain} ({counts[domain]})" for domain in sorted(state.extensions))
-
-
-def session_summary(session_id: str, state: SessionState) -> Table:
-    """A two-column summary of a session's folded state."""
-    prompt = state.system_prompt.splitlines() or [""]
-    more = f"  (+{len(prompt) - 1} lines)" if len(prompt) > 1 else ""
-    rows = [
-        ("session", session_id),
-        ("origin", origin_label(state.origin) or "new session"),
-        ("system prompt", one_line(prompt[0]) + more),
-        ("config", config_label(state.config)),
-        ("turns", str(state.turn_count)),
-        ("entries", str(state.entry_count)),
-        ("history", _history_label(state.history)),
-        ("usage", _usage_label(state.usage)),
-        ("last outcome", _outcome_label(state.last_outcome, state.last_run_interrupted)),
-        ("extensions", _extensions_label(state)),
-    ]
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(style="bold", no_wrap=True)
-    grid.add_column()
-    for key, value in rows:
-        grid.add_row(key, Text(value))
-    return grid
-
-
-def history_table(history: Sequence[HistoryItem], limit: int) -> Table:
-    """The last ``limit`` history items, one line each, numbered from 1.
-
-    Only the content column gives way on a narrow console (cut with an ellipsis).
-    """
-    names = tool_names(history)
-    start = max(0, len(history) - limit)
-    table = Table(box=box.SIMPLE_HEAD, title=f"history (last {len(history) - start})")
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("kind", style="magenta", no_wrap=True)
-    table.add_column("content")
-    for index, item in enumerate(history[start:], start + 1):
-        content = Text(item_text(item), no_wrap=True, overflow="ellipsis")
-        table.add_row(str(index), Text(item_kind(item, names)), content)
-    return table
-
-
-def entry_line(index: int, entry: LogEntry, names: dict[str, str]) -> str:
-    """One log entry on one line: its index, type tag and content."""
-    tag = str(entry.__struct_config__.tag)
-    return f"{index:>5}  {tag:<14} {_entry_text(entry, names)}".rstrip()
-
-
-def _entry_text(entry: LogEntry, names: dict[str, str]) -> str:
-    if isinstance(entry, Item | SystemItem):
-        return f"{item_kind(entry.item, names)}: {item_text(entry.item)}"
-    if isinstance(entry, SessionStart):
-        origin = f"; {origin_label(entry.origin)}" if entry.origin else ""
-        return one_line(entry.system_prompt) + f" (history: {len(entry.history)} items{origin})"
-    if isinstance(entry, UserInput):
-        return one_line(entry.content)
-    if isinstance(entry, Usage | Outcome):
-        fields = msgspec.structs.asdict(entry).items()
-        return " ".join(f"{k}={v}" for k, v in fields if v is not None)
-    if isinstance(entry, ConfigChanged):
-        return config_label(entry.config)
-    if isinstance(entry, Extension):
-        return f"{entry.domain}: {one_line(_json_value(to_jsonable(entry.payload)))}"
-    return ""
-
-
-def state_json(state: SessionState) -> Any:
-    """The state as builtins, with ``extensions`` as ``{domain: decoded payload}``."""
-    data = to_jsonable(state)
-    data["extensions"] = {domain: ext.decode() for domain, ext in state.extensions.items()}
-    return data
-
-
-# --- progress and reports -------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def progress_bar(description: str) -> Iterator[ProgressFn]:
-    """A transient progress bar on stderr (only on a terminal); yields ``progress(done, total)``.
-
-    The callback may be called from a worker thread.
-    """
-    console = _stderr()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(
-        *columns,
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
-        task = progress.add_task(description, total=None)
-
-        def update(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        yield update
-
-
-def run_verify(store: FsStore) -> VerifyReport:
-    """Verify ``store`` behind a progress bar."""
-    with progress_bar("verifying") as update:
-        return trio.run(functools.partial(store.verify, progress=update))
-
-
-def print_verify(console: Console, report: VerifyReport) -> None:
-    """``ok: N objects, M refs checked``, or one red line per problem naming the file."""
-    checked = f"{report.objects_checked} objects, {report.refs_checked} refs checked"
-    if report.ok:
-        console.print(Text(f"ok: {checked}", style="green"))
-        return
-    for problem in report.problems:
-        hashes = f" (expected {problem.expected}, actual {problem.actual})"
-        detail = hashes if problem.expected and problem.actual else ""
-        console.print(Text(f"corrupt: {problem.path}: {problem.problem}{detail}", style="red"))
-    console.print(Text(f"{len(report.problems)} problem(s); {checked}", style="red"))
-
-
-def plural(count: int, noun: str) -> str:
-    """``1 object``, ``2 objects``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def gc_summary(report: GcReport) -> str:
-    """One line: what gc removed and what it kept."""
-    return (
-        f"gc: removed {plural(report.objects_removed, 'object')} "
-        f"({human_bytes(report.bytes_removed)}) and {plural(report.temp_removed, 'temp file')}; "
-        f"kept {plural(report.objects_kept, 'object')} ({human_bytes(report.bytes_kept)})"
-    )
-
-
 # --- commands -------------------------------------------------------------------------
 
 
@@ -527,9 +183,9 @@ def list_cmd(store_dir: Path, as_json: bool) -> None:
     if as_json:
         echo_json(sorted(infos, key=lambda i: (i.created_at, i.session_id)))
     elif not infos:
-        _stdout().print(Text(f"no sessions in {store_dir} yet"))
+        stdout().print(Text(f"no sessions in {store_dir} yet"))
     else:
-        print_sessions(_stdout(), infos)
+        print_sessions(stdout(), infos)
 
 
 @sessions.command("show")
@@ -551,7 +207,7 @@ def show_cmd(store_dir: Path, session_id: str, as_json: bool, entries: bool, lim
     if as_json:
         echo_json(state_json(state))
         return
-    console = _stdout()
+    console = stdout()
     console.print(session_summary(session_id, state))
     if entries:
         names = tool_names(state.history)
@@ -585,7 +241,7 @@ def verify_cmd(store_dir: Path, as_json: bool) -> None:
     if as_json:
         echo_json({"ok": report.ok, **to_jsonable(report)})
     else:
-        print_verify(_stdout(), report)
+        print_verify(stdout(), report)
     if not report.ok:
         raise click.exceptions.Exit(1)
 
@@ -609,410 +265,7 @@ def gc_cmd(store_dir: Path, as_json: bool, grace: float) -> None:
     if as_json:
         echo_json(report)
     else:
-        _stdout().print(Text(gc_summary(report)))
-
-
-# --- streaming pod events (shared by demo, run, chat and attach) -----------------------
-
-EXIT_CODES: dict[str, int] = {
-    "finished": 0,
-    "error": 1,
-    "limit_reached": 3,
-    "paused": 4,
-    "cancelled": 130,
-}
-"""The exit status of ``run`` for each run outcome."""
-INTERRUPTED_EXIT = 130
-"""The exit status when Ctrl-C stopped a command."""
-
-OUTCOME_MARKS: dict[str, tuple[str, str]] = {
-    "finished": ("✓", "green"),
-    "limit_reached": ("■", "yellow"),
-    "paused": ("‖", "cyan"),
-    "cancelled": ("✗", "yellow"),
-    "error": ("✗", "red"),
-}
-ALERT_STYLES = {"info": "dim", "warn": "yellow", "error": "red"}
-INDENT = "  "
-YOU = "you ›"  # noqa: RUF001 (a prompt mark, not a typo for '>')
-PREVIEW_LINES = 5
-"""About how many lines of a tool result's content are shown under its summary."""
-PREVIEW_LINES_BY_TOOL = {"edit_file": 9}
-"""Tools whose results deserve a longer preview (an edit's snippet shows the change)."""
-SNAPSHOT_ITEMS = 6
-"""How many recent history items ``attach`` shows of the pod it attached to."""
-DRAIN_SECONDS = 1.0
-"""How long to wait for a run's last events once its result is in."""
-
-
-def tool_args(arguments: dict[str, Any], width: int = PREVIEW_WIDTH) -> str:
-    """A tool call's arguments on one line: ``path="README.md", limit=20``, cut to ``width``."""
-    return truncate(", ".join(f"{k}={_json_value(v)}" for k, v in arguments.items()), width)
-
-
-def usage_text(usage: proto.UsageReport) -> str:
-    """One LLM call's tokens: ``2,301 in (1,650 cached) · 61 out``."""
-    cache = [f"{usage.cache_read:,} cached"] if usage.cache_read else []
-    if usage.cache_write:
-        cache.append(f"{usage.cache_write:,} written to cache")
-    detail = f" ({', '.join(cache)})" if cache else ""
-    return f"{usage.input_total:,} in{detail} · {usage.output:,} out"
-
-
-def content_preview(content: str | None, limit: int) -> list[str]:
-    """About ``limit`` lines of a tool result's content: its head, a marker, its last line."""
-    lines = [line.rstrip() for line in (content or "").expandtabs(4).rstrip("\n").splitlines()]
-    if len(lines) <= limit + 1:
-        return lines
-    return [*lines[: limit - 1], f"… {plural(len(lines) - limit, 'more line')}", lines[-1]]
-
-
-def duration(seconds: float) -> str:
-    """``85 ms`` or ``2.4 s``."""
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
-
-
-class _TextStream:
-    """Streamed text, indented and wrapped at word boundaries; at most one line is open."""
-
-    def __init__(self, console: Console):
-        self._console = console
-        self._column = 0  # 0: no line open
-        self._style = ""
-        self._space = ""  # whitespace held back until the next word decides the line
-        self._blank_ok = False  # a blank line may follow (not at the start of a block)
-        self._in_block = False
-
-    def write(self, text: str, style: str, label: str = "") -> None:
-        """Add ``text`` in ``style``; a change of style starts a new block, led by ``label``."""
-        if style != self._style or not self._in_block:
-            self.end()
-            self._style, self._in_block = style, True
-            text = label + text
-        for token in re.findall(r"\n|[^\S\n]+|\S+", text):
-            if token == "\n":
-                self._newline()
-            elif token.isspace():
-                self._space += token
-            else:
-                self._word(token)
-
-    def end(self) -> None:
-        """Close the open line, if any; what follows starts a new block."""
-        self._close_line()
-        self._blank_ok = self._in_block = False
-
-    def _word(self, word: str) -> None:
-        width = cell_len(self._space) + cell_len(word)
-        if self._column and self._column + width > self._console.width:
-            self._close_line()
-        piece = self._space + word if self._column else INDENT + word
-        self._console.print(Text(piece, style=self._style), end="")
-        self._column += cell_len(piece)
-        self._space = ""
-        self._blank_ok = True
-
-    def _newline(self) -> None:
-        if self._column:
-            self._close_line()
-        elif self._blank_ok:
-            self._console.print()
-            self._blank_ok = False
-
-    def _close_line(self) -> None:
-        if self._column:
-            self._console.print()
-        self._column, self._space = 0, ""
-
-
-class _Spinner:
-    """A transient spinner with a status line; only on a terminal."""
-
-    def __init__(self, console: Console):
-        self._status = console.status("") if console.is_terminal else None
-        self._running = False
-
-    def show(self, text: str) -> None:
-        """Show (or update) the spinner with ``text``."""
-        if self._status is None:
-            return
-        self._status.update(Text(text, style="dim"))
-        if not self._running:
-            self._status.start()
-            self._running = True
-
-    def hide(self) -> None:
-        """Take the spinner off the screen."""
-        if self._status is not None and self._running:
-            self._status.stop()
-            self._running = False
-
-
-class EventRenderer:
-    """Shows a pod's events on a console as they come.
-
-    Assistant text and thinking stream word by word; tool calls show with their
-    arguments, results with their summary (green, or red for an error) and the first
-    lines of their content; every LLM call's usage gets a dim line, and every run ends
-    with a line saying how it ended. On a terminal a spinner says what the pod is waiting
-    for. One renderer serves ``demo``, ``run``, ``chat`` and ``attach``.
-    """
-
-    def __init__(
-        self, console: Console, *, show_snapshot: bool = False, preview_lines: int = PREVIEW_LINES
-    ):
-        self.console = console
-        self.show_snapshot = show_snapshot
-        self.preview_lines = preview_lines
-        self._text = _TextStream(console)
-        self._spinner = _Spinner(console)
-        self._pending: dict[str, str] = {}  # tool call id -> name, until its result
-        self._call = 0
-        self._turn_started: float | None = None
-        self._handlers: dict[type[proto.Event], Callable[[Any], None]] = {
-            proto.Snapshot: self._snapshot,
-            proto.TurnStart: self._turn_start,
-            proto.LlmCallStart: self._llm_call_start,
-            proto.TextDelta: lambda e: self._stream(e.text, ""),
-            proto.ThinkingDelta: lambda e: self._stream(e.text, "dim italic", "thinking: "),
-            proto.TextDone: lambda e: self._text.end(),
-            proto.ThinkingDone: lambda e: self._text.end(),
-            proto.ToolCallStart: lambda e: self._wait(f"the model is calling {e.name}"),
-            proto.ToolCallDone: self._tool_call,
-            proto.UsageReport: self._usage,
-            proto.LlmCallEnd: self._llm_call_end,
-            proto.ToolResult: self._tool_result,
-            proto.SystemItemAdded: self._system_item,
-            proto.RunEnd: self._run_end,
-            proto.Error: lambda e: self._line(f"error ({e.code}): {e.message}", "red"),
-            proto.Alert: self._alert,
-            proto.Status: self._status,
-            proto.SessionRotated: self._rotated,
-            proto.CompactStart: lambda e: self._wait("compacting the session"),
-            proto.CompactDone: self._compacted,
-            proto.CompactFailed: lambda e: self._line(f"compaction failed: {e.error}", "red"),
-            proto.Lagged: lambda e: self._line(f"(fell behind: {e.missed} missed)", "yellow"),
-        }
-
-    # --- the renderer's own lines ---------------------------------------------------
-
-    def show(self, event: proto.AnyEvent) -> None:
-        """Render one event (events with nothing to show are skipped)."""
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            handler(event)
-
-    def user(self, text: str) -> None:
-        """Show the user input a turn starts with."""
-        self._print(Text.assemble((f"{YOU} ", "bold cyan"), text))
-
-    def note(self, text: str, style: str = "dim") -> None:
-        """Print a line of the command's own between events."""
-        self._line(text, style, indent="")
-
-    def finish(self) -> None:
-        """Close any open line and stop the spinner, before printing something else."""
-        self._text.end()
-        self._spinner.hide()
-
-    def _print(self, renderable: Text | Table) -> None:
-        self._text.end()
-        self.console.print(renderable)
-
-    def _line(self, text: str, style: str, indent: str = INDENT) -> None:
-        self._print(Text(indent + text, style=style))
-
-    def _stream(self, text: str, style: str, label: str = "") -> None:
-        self._spinner.hide()
-        self._text.write(text, style, label)
-
-    def _wait(self, status: str) -> None:
-        self._text.end()
-        self._spinner.show(status)
-
-    # --- events -----------------------------------------------------------------------
-
-    def _snapshot(self, event: proto.Snapshot) -> None:
-        if not self.show_snapshot:
-            return
-        session = event.session_id or "none yet"
-        turns = plural(event.turn_count, "turn")
-        self.note(f"pod {event.pod}: {event.status} · {turns} · session {session}", "bold")
-        if event.history:
-            self.console.print(history_table(event.history, SNAPSHOT_ITEMS))
-
-    def _turn_start(self, event: proto.TurnStart) -> None:
-        self._turn_started = time.monotonic()
-        self._wait(f"turn {event.turn}")
-
-    def _llm_call_start(self, event: proto.LlmCallStart) -> None:
-        self._call = event.index + 1
-        history = plural(event.history_len, "item")
-        self._wait(f"waiting for the model (call {self._call}, {history} of history)")
-
-    def _tool_call(self, event: proto.ToolCallDone) -> None:
-        self._pending[event.id] = event.name
-        width = max(self.console.width - len(INDENT) - len(event.name) - 3, 20)
-        arguments = tool_args(event.arguments, width)
-        self._print(
-            Text.assemble(INDENT, ("→ ", "cyan"), (event.name, "bold cyan"), " ", arguments)
-        )
-
-    def _usage(self, event: proto.UsageReport) -> None:
-        self._line(f"  llm call {self._call}: {usage_text(event)}", "dim")
-
-    def _llm_call_end(self, event: proto.LlmCallEnd) -> None:
-        if self._pending:
-            self._wait(f"running {', '.join(self._pending.values())}")
-
-    def _tool_result(self, event: proto.ToolResult) -> None:
-        mark, style = ("✗", "red") if event.is_error else ("✓", "green")
-        self._line(f"{mark} {event.summary}", style)
-        width = max(self.console.width - 6, 20)
-        tool = self._pending.pop(event.call_id, "")
-        limit = PREVIEW_LINES_BY_TOOL.get(tool, self.preview_lines)
-        for line in content_preview(event.content, limit):
-            self._line(f"  │ {truncate(line, width)}", "dim")
-        if self._pending:
-            self._wait(f"running {', '.join(self._pending.values())}")
-
-    def _system_item(self, event: proto.SystemItemAdded) -> None:
-        item = event.item
-        if isinstance(item, Notification):
-            source = f" from {item.source}" if item.source else ""
-            self._line(f"⚑ notification{source}: {item.text}", "yellow")
-        else:
-            self._line(f"⚑ {item_kind(item, {})}: {item_text(item)}", "yellow")
-
-    def _run_end(self, event: proto.RunEnd) -> None:
-        mark, style = OUTCOME_MARKS.get(event.outcome, ("•", "bold"))
-        parts = [event.outcome.replace("_", " ")]
-        if event.llm_calls:
-            parts.append(plural(event.llm_calls, "LLM call"))
-        if self._turn_started is not None:
-            parts.append(duration(time.monotonic() - self._turn_started))
-        self._turn_started, self._pending = None, {}
-        self._spinner.hide()
-        self._line(f"{mark} {' · '.join(parts)}", f"bold {style}", indent="")
-
-    def _alert(self, event: proto.Alert) -> None:
-        self._line(f"{event.level}: [{event.source}] {event.message}", ALERT_STYLES[event.level])
-
-    def _status(self, event: proto.Status) -> None:
-        if event.status == "stopped":
-            self.finish()
-            self._line(f"pod {event.pod} stopped", "yellow", indent="")
-
-    def _rotated(self, event: proto.SessionRotated) -> None:
-        moved = f"{event.old_session_id} -> {event.new_session_id}"
-        self._line(f"session rotated ({event.reason}): {moved}", "yellow")
-
-    def _compacted(self, event: proto.CompactDone) -> None:
-        tokens = f"{event.tokens_before:,} -> {event.tokens_after:,} tokens"
-        self._line(f"compacted in {event.duration:.1f}s: {tokens}; now {event.new_session_id}", "")
-
-
-# --- Ctrl-C, the terminal, turns ----------------------------------------------------------
-
-
-class Interrupts:
-    """Where Ctrl-C goes: to the handler routed last, else it cancels the whole command."""
-
-    def __init__(self, scope: trio.CancelScope):
-        self._scope = scope
-        self._handlers: list[Callable[[], None]] = []
-
-    @contextlib.contextmanager
-    def route(self, handler: Callable[[], None]) -> Iterator[None]:
-        """Send interrupts to ``handler`` for the block."""
-        self._handlers.append(handler)
-        try:
-            yield
-        finally:
-            self._handlers.remove(handler)
-
-    def deliver(self) -> None:
-        """Handle one interrupt."""
-        if self._handlers:
-            self._handlers[-1]()
-        else:
-            self._scope.cancel()
-
-    async def serve(self, signals: AsyncIterator[int]) -> None:
-        """Deliver every signal received."""
-        async for _ in signals:
-            self.deliver()
-
-
-@contextlib.asynccontextmanager
-async def catch_interrupts(*signums: int) -> AsyncIterator[Interrupts]:
-    """Ctrl-C (SIGINT, and ``signums``) as :meth:`Interrupts.deliver` calls for the block.
-
-    An interrupt nobody handles cancels the block, which then ends quietly.
-    """
-    with trio.open_signal_receiver(signal.SIGINT, *signums) as signals:
-        async with trio.open_nursery() as nursery:
-            interrupts = Interrupts(nursery.cancel_scope)
-            nursery.start_soon(interrupts.serve, signals)
-            yield interrupts
-            nursery.cancel_scope.cancel()
-
-
-async def read_line(console: Console, interrupts: Interrupts, prompt: str = "") -> str | None:
-    """A line typed at the terminal (read in a thread); ``None`` on Ctrl-D or Ctrl-C.
-
-    When stdin is not a terminal the line is echoed after the prompt, so that a
-    transcript reads as if typed.
-    """
-    line: str | None = None
-    with trio.CancelScope() as scope, interrupts.route(scope.cancel), contextlib.suppress(EOFError):
-        line = await trio.to_thread.run_sync(console.input, prompt, abandon_on_cancel=True)
-    if line is None if sys.stdin.isatty() else bool(prompt):
-        console.print(Text(line or ""))  # end the prompt line, or echo the line
-    return line
-
-
-async def _cancel_quietly(pod: PodHandle) -> None:
-    with contextlib.suppress(PodError):  # the turn ended meanwhile
-        await pod.cancel()
-
-
-async def _show_until_run_end(
-    events: AsyncIterator[proto.AnyEvent], renderer: EventRenderer, done: trio.Event
-) -> None:
-    async for event in events:
-        renderer.show(event)
-        if isinstance(event, proto.RunEnd):
-            break
-    done.set()
-
-
-async def stream_turn(
-    pod: PodHandle,
-    start: Callable[[], Awaitable[RunTicket]],
-    renderer: EventRenderer,
-    interrupts: Interrupts | None = None,
-) -> RunResult:
-    """Start a turn with ``start()`` and show its events until it ends; returns its result.
-
-    With ``interrupts``, Ctrl-C cancels the turn (the pod persists it as interrupted).
-    """
-    async with pod.subscribe() as events, trio.open_nursery() as nursery:
-        shown = trio.Event()
-        nursery.start_soon(_show_until_run_end, events, renderer, shown)
-
-        def cancel_turn() -> None:
-            renderer.note("Ctrl-C: cancelling the turn…", "yellow")
-            nursery.start_soon(_cancel_quietly, pod)
-
-        routed = interrupts.route(cancel_turn) if interrupts else contextlib.nullcontext()
-        with routed:
-            result = await (await start()).wait()
-        with trio.move_on_after(DRAIN_SECONDS):
-            await shown.wait()
-        nursery.cancel_scope.cancel()
-    renderer.finish()
-    return result
+        stdout().print(Text(gc_summary(report)))
 
 
 # --- pods from manifests ----------------------------------------------------------------
@@ -1049,9 +302,9 @@ def load_pod_manifest(path: Path | None) -> Manifest:
     """
     cwd = Path.cwd()
     if path is None and find_project_manifest(cwd) is None:
-        stderr = _stderr()
-        stderr.print(Text("error: no manifest for a pod", style="red"))
-        stderr.print(Text(NO_MANIFEST))
+        console = stderr()
+        console.print(Text("error: no manifest for a pod", style="red"))
+        console.print(Text(NO_MANIFEST))
         raise click.exceptions.Exit(2)
     return load_manifest(path, cwd=cwd)
 
@@ -1131,7 +384,7 @@ def run_cmd(task: str, manifest_path: Path | None, store_dir: Path, new: bool) -
     interrupted. The pod continues its session when the store knows it.
     """
     manifest = load_pod_manifest(manifest_path)
-    console = _stdout()
+    console = stdout()
     result = trio.run(
         functools.partial(run_task, store_dir, manifest, task, new=new, console=console)
     )
@@ -1217,7 +470,7 @@ def chat(manifest_path: Path | None, store_dir: Path, new: bool) -> None:
     /notify TEXT and /history are available too.
     """
     manifest = load_pod_manifest(manifest_path)
-    console = _stdout()
+    console = stdout()
     trio.run(functools.partial(chat_session, store_dir, manifest, new=new, console=console))
     console.print(Text("bye", style="dim"))
 
@@ -1309,7 +562,7 @@ def serve(
     """
     paths: Sequence[Path | None] = manifest_paths or [None]
     manifests = [load_pod_manifest(path) for path in paths]
-    console = _stdout()
+    console = stdout()
     trio.run(
         functools.partial(
             serve_pods,
@@ -1447,7 +700,7 @@ def attach(
     if token is None:
         path = token_file or store_dir / TOKEN_FILE
         token = read_server_file(path, "token file", store_dir)
-    trio.run(attach_pod, url, token, name, _stdout())
+    trio.run(attach_pod, url, token, name, stdout())
 
 
 # --- demo ---------------------------------------------------------------------------------
@@ -1553,7 +806,7 @@ def demo(store_dir: Path, fresh: bool) -> None:
     if fresh:
         remove_store(store_dir)
     _check_demo_target(store_dir)
-    console = _stdout()
+    console = stdout()
     store = FsStore(store_dir)
     report = trio.run(run_demo, store, TerminalDemoView(console))
     console.print()
