@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -220,34 +219,34 @@ def test_run_with_a_bad_manifest_exits_two_naming_the_key(project: Path) -> None
 
 def test_ctrl_c_cancels_the_run_persists_it_and_exits_130(project: Path) -> None:
     manifest = write_pod(project, reply("Sleeping.", "sleep 30"))
-    output = project / "out.txt"
     command = [*CLI, "run", "-m", str(manifest), "--store", str(project / "store"), "nap"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "100"}
-    with output.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+    )
     try:
-        wait_for_text(output, "llm call 1")  # the call is done: bash runs next
-        time.sleep(0.3)
+        shown = read_until(process, "llm call 1")  # the call is committed; bash runs next
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 130, output.read_text()
+        shown += process.communicate(timeout=20)[0]
+        assert process.returncode == 130, shown
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert "cancelled" in output.read_text()
+    assert "cancelled" in shown
     last = outcomes(pod_entries(project / "store", "alice"))[-1]
     assert last == Outcome("cancelled", interrupted=True)
 
 
-def wait_for_text(path: Path, text: str, timeout: float = 20) -> str:
-    deadline = time.monotonic() + timeout
-    seen = ""
-    while time.monotonic() < deadline:
-        seen = path.read_text() if path.exists() else ""
-        if text in seen:
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} did not show in:\n{seen}")
+def read_until(process: subprocess.Popen[str], text: str) -> str:
+    """The process's output up to the first line containing ``text``."""
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"{text!r} did not show in:\n{''.join(seen)}")
 
 
 # --- chat -----------------------------------------------------------------------------
@@ -277,23 +276,18 @@ def test_chat_ends_at_end_of_input(project: Path) -> None:
 # --- serve and attach -------------------------------------------------------------------
 
 
-async def wait_for_file(path: Path) -> str:
-    while not path.exists():
-        await trio.sleep(0.05)
-    return path.read_text().strip()
-
-
 async def test_serve_writes_url_and_token_files_and_attach_runs_a_turn(project: Path) -> None:
     manifest = write_pod(project, reply("Hello over the socket.") + reply("Second turn."))
     store = project / "store"
     command = [*CLI, "serve", "-m", str(manifest), "--store", str(store)]
-    output = project / "serve.txt"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with output.open("w") as out:
-        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True
+    )
     try:
         with trio.fail_after(20):
-            url = await wait_for_file(store / "websocket.url")
+            served = await trio.to_thread.run_sync(read_until, server, "serving at")
+            url = (store / "websocket.url").read_text().strip()
             token = (store / "websocket.token").read_text().strip()
             async with open_client(url, token) as client:
                 await client.attach("alice")
@@ -311,14 +305,12 @@ async def test_serve_writes_url_and_token_files_and_attach_runs_a_turn(project: 
         assert "Second turn." in shown and "✓ finished" in shown
         server.send_signal(signal.SIGINT)
         with trio.fail_after(20):
-            while server.poll() is None:
-                await trio.sleep(0.05)
+            served += (await trio.to_thread.run_sync(server.communicate))[0]
         assert server.returncode == 0
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
-    served = output.read_text()
     assert url in served and "websocket.token" in served
     assert token not in served
     assert not (store / "websocket.url").exists()
