@@ -12,6 +12,11 @@ appended before the next request; ``TurnEnd`` and the ``Outcome`` close the run,
 when it was cancelled (in a shielded cleanup with a deadline). A notification is
 committed as a system item: at once when idle (and it starts a turn), at the next
 request boundary while a turn runs, so the log and the history agree on its place.
+
+With ``[compaction]`` in the manifest, every request goes through the prune projection
+(:mod:`podactors.prune`) and its decision is recorded as a metric entry right after the
+step of the LLM call that sent it (with ``prune.post_request`` after a fire). A metric
+that cannot be written is a warning ``alert``, never a failed run.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import msgspec
 import trio
 
 from podactors import protocol as proto
+from podactors import prune
 from podactors.actor import Actor, ActorHandle
 from podactors.errors import (
     HeadMoved,
@@ -58,6 +64,7 @@ from podactors.store.entries import (
     Outcome,
     SystemItem,
     TurnEnd,
+    Usage,
     UserInput,
     session_start,
 )
@@ -66,6 +73,7 @@ from podactors.tools import Scope, ScopedFs, Tool, ToolContext, ToolRegistry, bu
 from podactors.worker import (
     LlmCallFinished,
     LlmCallStarted,
+    Projection,
     Step,
     ToolFinished,
     ToolStarted,
@@ -144,6 +152,7 @@ class Pod(Actor[proto.AnyMethod]):
         self._nursery: trio.Nursery | None = None
         self._tool_ids: dict[int, str] = {}
         self._call_history_len = 0
+        self._usages: list[Usage] = []
         self.worker = self._make_worker(tools, hooks or Hooks())
 
     # --- construction ---------------------------------------------------------------
@@ -167,6 +176,7 @@ class Pod(Actor[proto.AnyMethod]):
             max_turns=manifest.worker.max_turns,
             hooks=hooks,
             interceptor=self._before_request,
+            project=None if manifest.compaction is None else self._project_request,
         )
 
     def adopt(self, state: SessionState) -> None:
@@ -179,6 +189,7 @@ class Pod(Actor[proto.AnyMethod]):
         self.worker.config = state.config
         self.worker.history = list(state.history)
         self.worker.cache_key = state.session_id
+        self._usages = list(state.usage)
         self.last_run_interrupted = state.last_run_interrupted or bool(self.worker.open_calls())
 
     # --- the actor --------------------------------------------------------------------
@@ -385,11 +396,41 @@ class Pod(Actor[proto.AnyMethod]):
             raise ManifestError(f"bad template: {exc}", key="worker.instruction") from None
 
     async def _persist_step(self, step: Step) -> None:
+        usage = step.usage
+        decision = step.projection if isinstance(step.projection, prune.Skip | prune.Fire) else None
+        if usage is not None and isinstance(decision, prune.Fire):
+            usage = msgspec.structs.replace(usage, pruned_tokens=decision.value)
         entries: list[LogEntry] = [Item(item) for item in step.items]
-        if step.usage is not None:
-            entries.append(step.usage)
+        if usage is not None:
+            entries.append(usage)
         if entries:
             await self._append(entries)
+        if usage is not None:
+            self._usages.append(usage)
+            if decision is not None:
+                await self._record_metrics(prune.metrics_for(decision, usage))
+
+    # --- prune projection -------------------------------------------------------------
+
+    def _project_request(self, items: list[HistoryItem]) -> Projection:
+        """The prune projection with the manifest's settings; the decision is the note."""
+        compaction = self.manifest.compaction
+        assert compaction is not None
+        decision = prune.project(
+            items,
+            self._usages,
+            protected_tokens=compaction.prune_protected_tokens,
+            min_savings=compaction.prune_min_savings,
+        )
+        return Projection(decision.items if isinstance(decision, prune.Fire) else items, decision)
+
+    async def _record_metrics(self, metrics: list[prune.Metric]) -> None:
+        """Append metric entries; a failure is a warning, never the run's end."""
+        try:
+            await self._append(list(prune.metric_entries(metrics)))
+        except Exception as exc:
+            names = ", ".join(prune.metric_name(m) for m in metrics)
+            self.alert("warn", "metrics", f"could not write metric {names}: {exc}")
 
     async def _append(self, entries: list[LogEntry]) -> None:
         assert self.session_id is not None

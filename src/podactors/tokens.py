@@ -20,6 +20,10 @@ estimated by the items' serialised size (msgspec msgpack bytes):
 ``none``
     no record at all: ``ceil(bytes(n) / 4)``.
 
+A record counts as ``input_total + pruned_tokens``: a request the prune projection
+(:mod:`podactors.prune`) shortened measured less than its history costs unpruned, and the
+timeline is about the history, so the estimated cut is added back.
+
 The estimate for ``n`` is the size of a prompt holding the first ``n`` items, fixed parts
 included, so :meth:`TokenTimeline.tokens_between` (a difference) is what a slice of history
 costs. :class:`TokenTimeline` keeps cumulative byte lengths, so appending items and records
@@ -97,8 +101,11 @@ class TokenTimeline:
             self._cumulative.append(total)
 
     def add_usage(self, usage: Usage) -> None:
-        """Add the measurement of one LLM call; a later record for the same length wins."""
-        self.add_measurement(usage.history_len, usage.input_total)
+        """Add the measurement of one LLM call; a later record for the same length wins.
+
+        The measurement is ``input_total + pruned_tokens``: the unpruned history's size.
+        """
+        self.add_measurement(usage.history_len, usage.input_total + usage.pruned_tokens)
 
     def add_measurement(self, history_len: int, tokens: int) -> None:
         """Record that a prompt with the first ``history_len`` items had ``tokens`` tokens."""
@@ -145,8 +152,8 @@ class TokenTimeline:
 
         ``n`` defaults to the whole history, so ``history[i:]`` is the longest tail that fits
         the target. Estimates are monotone in ``i`` whenever the records grow with the
-        history; when they do not (a pruned request measured less), the answer still fits the
-        target but may not be the smallest such index.
+        history; when they do not (a later record measured fewer tokens), the answer still
+        fits the target but may not be the smallest such index.
         """
         n = len(self) if n is None else self._index(n)
         total = self.tokens_at(n)

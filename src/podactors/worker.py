@@ -4,7 +4,9 @@ A turn sends the history to the provider, streams the answer, runs the tools the
 asked for (concurrently, results kept in call order) and repeats until the model stops,
 ``max_turns`` LLM calls were made, a hook pauses or aborts, or the interceptor yields.
 Every finished LLM call and every batch of tool results is handed to ``on_step`` before
-the next request, so the owner can persist it first.
+the next request, so the owner can persist it first. An optional request projection
+(``project``) rewrites the items of each request, never the history itself (the prune
+projection of :mod:`podactors.prune` is one).
 
 Whatever ends a turn early (cancellation, a provider error, an abort) leaves a history
 a provider accepts on the next request: partial assistant text is kept and marked
@@ -86,13 +88,28 @@ WorkerEvent = StreamEvent | LlmCallStarted | LlmCallFinished | ToolStarted | Too
 class Step:
     """Items the turn added, to be persisted before the next request.
 
-    ``usage`` accompanies an LLM call's items; ``interrupted`` marks the closing step
-    of a turn cut short.
+    ``usage`` accompanies an LLM call's items, and so does ``projection``: the note the
+    worker's request projection returned for the request that call sent (``None`` without
+    a projection). ``interrupted`` marks the closing step of a turn cut short.
     """
 
     items: list[ConversationItem]
     usage: Usage | None = None
     interrupted: bool = False
+    projection: object = None
+
+
+@attrs.frozen
+class Projection:
+    """What a request projection made of the history.
+
+    ``items`` are sent instead of the history and must match it one for one (usage records
+    index the history by length); ``note`` is whatever the owner wants back with the
+    step of the LLM call that sent them (e.g. a :data:`podactors.prune.PruneDecision`).
+    """
+
+    items: list[HistoryItem]
+    note: object = None
 
 
 class TurnResult(msgspec.Struct, frozen=True):
@@ -107,6 +124,8 @@ StepSink = Callable[[Step], Awaitable[None]]
 EventSink = Callable[[WorkerEvent], Awaitable[None]]
 Interceptor = Callable[["Worker"], Awaitable[Literal["proceed", "yield"]]]
 """Asked before every LLM request; ``"yield"`` ends the turn as ``yielded``."""
+RequestProjection = Callable[[list[HistoryItem]], Projection]
+"""Given a copy of the history, the items to send instead; must be pure and quick."""
 
 
 async def _discard(_: Any) -> None:
@@ -118,7 +137,8 @@ class Worker:
 
     ``history`` is the worker's own list, appended to as the turn goes; the owner may
     append to it between turns (or from the interceptor) items it has already persisted.
-    ``tool_context`` is passed to every tool call.
+    ``tool_context`` is passed to every tool call. ``project``, when given, is applied to
+    the items of every request (:meth:`build_request`), never to ``history``.
     """
 
     def __init__(
@@ -134,6 +154,7 @@ class Worker:
         interceptor: Interceptor | None = None,
         history: Sequence[HistoryItem] = (),
         cache_key: str | None = None,
+        project: RequestProjection | None = None,
     ):
         self.provider = provider
         self.tools = tools
@@ -145,6 +166,7 @@ class Worker:
         self.interceptor = interceptor
         self.history: list[HistoryItem] = list(history)
         self.cache_key = cache_key
+        self.project = project
         self.cache_breakpoint: int | None = None
         self.last_run_interrupted = False
         self._partial: list[str] = []
@@ -195,15 +217,30 @@ class Worker:
         return closing
 
     def build_request(self) -> Request:
-        """The request the next LLM call would send."""
-        return Request(
+        """The request the next LLM call would send (projected, when there is a projection)."""
+        return self._prepare_request()[0]
+
+    def _prepare_request(self) -> tuple[Request, object]:
+        """The next request and the projection's note about it."""
+        items: list[HistoryItem] = list(self.history)
+        note: object = None
+        if self.project is not None:
+            projection = self.project(list(items))
+            if len(projection.items) != len(items):
+                raise ValueError(
+                    f"a request projection must keep every item: got {len(projection.items)}"
+                    f" items for a history of {len(items)}"
+                )
+            items, note = list(projection.items), projection.note
+        request = Request(
             system_prompt=self.system_prompt,
-            items=list(self.history),
+            items=items,
             tools=self.tools.specs() if self.tools is not None else [],
             config=self.config,
             cache_breakpoint=self.cache_breakpoint,
             cache_key=self.cache_key,
         )
+        return request, note
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -225,7 +262,7 @@ class Worker:
                 return TurnResult("limit_reached", calls, response)
             if self.interceptor is not None and await self.interceptor(self) == "yield":
                 return TurnResult("yielded", calls, response)
-            request = self.build_request()
+            request, note = self._prepare_request()
             decision = await self.hooks.llm_request(request)
             if isinstance(decision, Pause):
                 return self._paused(calls, response)
@@ -234,7 +271,8 @@ class Worker:
             response = await self._call(request, calls, on_event)
             calls += 1
             self.history.extend(response.items)
-            await on_step(Step(list(response.items), usage=_usage(response, request)))
+            usage = _usage(response, request)
+            await on_step(Step(list(response.items), usage=usage, projection=note))
             if response.tool_calls:
                 continue
             decision = await self.hooks.turn_end(response)
@@ -377,6 +415,8 @@ __all__ = [
     "Interceptor",
     "LlmCallFinished",
     "LlmCallStarted",
+    "Projection",
+    "RequestProjection",
     "Step",
     "StepSink",
     "ToolFinished",

@@ -64,7 +64,10 @@ class TurnEnd(msgspec.Struct, frozen=True, tag="turn_end", tag_field="type"):
 class Usage(msgspec.Struct, frozen=True, tag="usage", tag_field="type"):
     """Token usage reported for one LLM call that saw ``history_len`` items.
 
-    ``input_total`` is the whole prompt, cache reads and writes included.
+    ``input_total`` is the whole prompt, cache reads and writes included, as the provider
+    reported it. ``pruned_tokens`` is the estimated size of what a prune projection left out
+    of that request, so ``input_total + pruned_tokens`` estimates the unpruned history (what
+    token accounting needs; see :mod:`podactors.tokens`).
     """
 
     history_len: int
@@ -72,6 +75,7 @@ class Usage(msgspec.Struct, frozen=True, tag="usage", tag_field="type"):
     cache_read: int = 0
     cache_write: int = 0
     output: int = 0
+    pruned_tokens: int = 0
 
 
 class Outcome(msgspec.Struct, frozen=True, tag="outcome", tag_field="type"):
