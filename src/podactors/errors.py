@@ -229,6 +229,19 @@ class AskTimeout(PodactorsError):
         super().__init__(f"actor {name!r} did not answer within {timeout:g}s")
 
 
+# --- compaction -----------------------------------------------------------------------
+
+
+class CompactError(PodactorsError):
+    """A compaction failed; the pod stays on its session. ``reason`` says which guard or step
+    failed (``nothing_to_compact``, ``post_condition``, ``thrash``, ``no_summary``,
+    ``worker``, ``commit``); the message carries the numbers."""
+
+    def __init__(self, reason: str, message: str):
+        self.reason = reason
+        super().__init__(message)
+
+
 # --- pods -----------------------------------------------------------------------------
 
 

@@ -17,6 +17,17 @@ With ``[compaction]`` in the manifest, every request goes through the prune proj
 (:mod:`podactors.prune`) and its decision is recorded as a metric entry right after the
 step of the LLM call that sent it (with ``prune.post_request`` after a fire). A metric
 that cannot be written is a warning ``alert``, never a failed run.
+
+Compaction (:mod:`podactors.compactor`, also with ``[compaction]``): before a run starts
+the pod checks ``threshold`` (best effort: a failure is a ``compact_failed`` event and the
+run goes on, on the old session); before every LLM request its interceptor checks
+``request_threshold`` and makes the worker yield; the pod compacts, closes the run's part in
+the old session (``Outcome("yielded")``), switches and resumes the same run. A failure is
+never the run's end: it is a ``compact_failed`` event, the run goes on on the old session,
+and the request check stays quiet for the rest of that run. ``Compact`` compacts an idle
+pod on demand. The status is ``compacting`` meanwhile; a compaction cancelled half-way
+leaves the pod on its old session. A compaction never modifies the old session beyond
+that closing ``Outcome``.
 """
 
 from __future__ import annotations
@@ -26,7 +37,7 @@ import time
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import jinja2
 import msgspec
@@ -35,7 +46,9 @@ import trio
 from podactors import protocol as proto
 from podactors import prune
 from podactors.actor import Actor, ActorHandle
+from podactors.compactor import RECENT_FILES, Compaction, Compactor, ProviderFactory, Trigger
 from podactors.errors import (
+    CompactError,
     HeadMoved,
     ManifestError,
     PodactorsError,
@@ -61,6 +74,7 @@ from podactors.store import FsStore, PodRef
 from podactors.store.entries import (
     Item,
     LogEntry,
+    Origin,
     Outcome,
     SystemItem,
     TurnEnd,
@@ -99,23 +113,48 @@ class RunResult(msgspec.Struct, frozen=True):
     error: str | None = None
 
 
-class RunTicket:
-    """The pending result of a run started through the mailbox."""
+class CompactResult(msgspec.Struct, frozen=True):
+    """How a manual compaction ended and the session the pod is on after it.
+
+    ``outcome`` is ``compacted``, ``failed`` (``error`` says why; the pod stays on its
+    session) or ``cancelled``. The token counts are estimates.
+    """
+
+    outcome: Literal["compacted", "failed", "cancelled"]
+    session_id: str
+    tokens_before: int = 0
+    tokens_after: int = 0
+    error: str | None = None
+
+
+T = TypeVar("T")
+
+
+class Ticket(Generic[T]):
+    """The pending result of work started through the mailbox."""
 
     def __init__(self) -> None:
         self._done = trio.Event()
-        self.result: RunResult | None = None
+        self.result: T | None = None
 
-    def set(self, result: RunResult) -> None:
-        """Deliver the run's result."""
+    def set(self, result: T) -> None:
+        """Deliver the result."""
         self.result = result
         self._done.set()
 
-    async def wait(self) -> RunResult:
-        """Wait for the run to end."""
+    async def wait(self) -> T:
+        """Wait for the work to end."""
         await self._done.wait()
         assert self.result is not None
         return self.result
+
+
+class RunTicket(Ticket[RunResult]):
+    """The pending result of a run started through the mailbox."""
+
+
+class CompactTicket(Ticket[CompactResult]):
+    """The pending result of a compaction started through the mailbox."""
 
 
 class Pod(Actor[proto.AnyMethod]):
@@ -130,6 +169,8 @@ class Pod(Actor[proto.AnyMethod]):
         tools: Iterable[Tool] = (),
         hooks: Hooks | None = None,
         fanout: Fanout | None = None,
+        compaction_provider: Provider | None = None,
+        provider_factory: ProviderFactory = create_provider,
     ):
         self.name = manifest.pod.name
         self.manifest = manifest
@@ -153,7 +194,19 @@ class Pod(Actor[proto.AnyMethod]):
         self._tool_ids: dict[int, str] = {}
         self._call_history_len = 0
         self._usages: list[Usage] = []
+        self._in_run = False
+        self._request_check_off = False
         self.worker = self._make_worker(tools, hooks or Hooks())
+        self.compactor: Compactor | None = None
+        if manifest.compaction is not None:
+            self.compactor = Compactor(
+                manifest.compaction,
+                self._tool_context.fs,
+                provider=self.provider,
+                model=manifest.model.model,
+                override=compaction_provider,
+                provider_factory=provider_factory,
+            )
 
     # --- construction ---------------------------------------------------------------
 
@@ -162,6 +215,7 @@ class Pod(Actor[proto.AnyMethod]):
         workdir = manifest.pod.workdir
         fs = ScopedFs(Scope.from_config(manifest.scope, base=workdir), workdir)
         context = ToolContext(fs, tool_output_max_bytes=manifest.worker.tool_output_max_bytes)
+        self._tool_context = context
         hooks.pre_llm_request.insert(0, self._pause_point)
         hooks.pre_tool_call.insert(0, self._pause_point)
         return Worker(
@@ -189,7 +243,10 @@ class Pod(Actor[proto.AnyMethod]):
         self.worker.config = state.config
         self.worker.history = list(state.history)
         self.worker.cache_key = state.session_id
+        self.worker.cache_breakpoint = _summary_breakpoint(state)
         self._usages = list(state.usage)
+        if self.compactor is not None:
+            self.compactor.forget_session()
         self.last_run_interrupted = state.last_run_interrupted or bool(self.worker.open_calls())
 
     # --- the actor --------------------------------------------------------------------
@@ -221,7 +278,7 @@ class Pod(Actor[proto.AnyMethod]):
             case proto.Cancel():
                 await self._cancel()
             case proto.Pause():
-                if self.status != "running":
+                if self.status != "running" and not self._in_run:
                     raise self._refuse(
                         "not_running", f"nothing to pause: pod {self.name} is {self.status}"
                     )
@@ -235,7 +292,7 @@ class Pod(Actor[proto.AnyMethod]):
                 if self._turn_scope is not None:
                     self._turn_scope.cancel()
             case proto.Compact():
-                raise self._refuse("invalid_request", "compaction is not configured for this pod")
+                return self._start_compact()
         return None
 
     def _start_run(self, text: str | None) -> RunTicket:
@@ -248,9 +305,27 @@ class Pod(Actor[proto.AnyMethod]):
             raise self._refuse("not_paused", f"pod {self.name} is {self.status}, not paused")
         return self._spawn_turn(None, resume=True)
 
+    def _start_compact(self) -> CompactTicket:
+        if self.compactor is None:
+            raise self._refuse("invalid_request", "compaction is not configured for this pod")
+        if self.status in ("running", "compacting"):
+            raise self._refuse("already_running", f"pod {self.name} is {self.status}")
+        if self.status != "idle":
+            raise self._refuse(
+                "invalid_request", f"pod {self.name} is {self.status}; resume or cancel first"
+            )
+        if self.session_id is None or not self.worker.history:
+            raise self._refuse("invalid_request", f"pod {self.name} has nothing to compact yet")
+        assert self._nursery is not None
+        ticket = CompactTicket()
+        self._set_status("compacting")
+        self._nursery.start_soon(self._manual_compact, ticket)
+        return ticket
+
     async def _cancel(self) -> None:
-        """Cancel the running turn, or abandon a paused one (its open calls get closed)."""
-        if self.status == "running" and self._turn_scope is not None:
+        """Cancel the running turn or compaction, or abandon a paused run (its open calls
+        get closed)."""
+        if self.status in ("running", "compacting") and self._turn_scope is not None:
             self._turn_scope.cancel()
         elif self.status == "paused":
             closing: list[LogEntry] = [Item(r) for r in self.worker.close_open_calls()]
@@ -280,6 +355,8 @@ class Pod(Actor[proto.AnyMethod]):
         outcome: proto.RunOutcome = "cancelled"
         result: TurnResult | None = None
         error: str | None = None
+        self._in_run = True
+        self._request_check_off = False
         try:
             with trio.CancelScope() as scope:
                 self._turn_scope = scope
@@ -294,6 +371,7 @@ class Pod(Actor[proto.AnyMethod]):
             self._emit(proto.Error, code="internal", message=error)
         finally:
             self._turn_scope = None
+            self._in_run = False
             try:
                 with trio.CancelScope(shield=True) as cleanup:
                     cleanup.deadline = trio.current_time() + CLEANUP_SECONDS
@@ -306,13 +384,41 @@ class Pod(Actor[proto.AnyMethod]):
         await self._ensure_session()
         on_step, on_event = self._persist_step, self._forward
         if resume:
-            return await self.worker.resume(on_step=on_step, on_event=on_event)
+            result = await self.worker.resume(on_step=on_step, on_event=on_event)
+            return await self._after_yields(result)
         closing: list[LogEntry] = [Item(r) for r in self.worker.close_open_calls()]
+        if self._compaction_due("threshold"):
+            if closing:
+                await self._append(closing)
+                closing = []
+            await self._compact("threshold")
+            self._set_status("running")
         if text is not None:
             closing.append(UserInput(text))
         if closing:
             await self._append(closing)
-        return await self.worker.run(text, on_step=on_step, on_event=on_event)
+        result = await self.worker.run(text, on_step=on_step, on_event=on_event)
+        return await self._after_yields(result)
+
+    async def _after_yields(self, result: TurnResult) -> TurnResult:
+        """Compact and go on while the worker yields; the run's LLM calls are summed and
+        ``max_turns`` holds for the whole run."""
+        calls = result.llm_calls
+        max_turns = self.worker.max_turns
+        try:
+            while result.outcome == "yielded":
+                compacted = await self._compact("request")
+                self._set_status("running")
+                if compacted.outcome != "compacted":
+                    self._request_check_off = True  # go on as is; no retry in this run
+                self.worker.max_turns = max(0, max_turns - calls)
+                result = await self.worker.run(
+                    None, on_step=self._persist_step, on_event=self._forward
+                )
+                calls += result.llm_calls
+        finally:
+            self.worker.max_turns = max_turns
+        return TurnResult(result.outcome, calls, result.response)
 
     async def _close_run(
         self,
@@ -339,11 +445,127 @@ class Pod(Actor[proto.AnyMethod]):
         return Pause() if self._pause_requested else CONTINUE
 
     async def _before_request(self, worker: Worker) -> Literal["proceed", "yield"]:
-        """Commit notifications that arrived during the turn, then let the request go."""
+        """Commit notifications that arrived during the turn, then let the request go
+        unless the context reached ``request_threshold`` (the pod compacts first)."""
         notes, self._pending_notes = self._pending_notes, []
         if notes:
             await self._commit_system_items(notes)
-        return "proceed"
+        if self._request_check_off:
+            return "proceed"
+        return "yield" if self._compaction_due("request") else "proceed"
+
+    # --- compaction -------------------------------------------------------------------
+
+    def _compaction_due(self, trigger: Trigger) -> bool:
+        if self.compactor is None or self.session_id is None:
+            return False
+        return self.compactor.due(trigger, self.worker.history, self._usages)
+
+    async def _manual_compact(self, ticket: CompactTicket) -> None:
+        assert self.compactor is not None
+        result = CompactResult("cancelled", self.session_id or "")
+        try:
+            with trio.CancelScope() as scope:
+                self._turn_scope = scope
+                self.compactor.reset_circuit()
+                result = await self._compact("manual")
+        finally:
+            self._turn_scope = None
+            if self.status != "stopped":
+                self._set_status("idle")
+            ticket.set(result)
+        notes, self._pending_notes = self._pending_notes, []
+        if notes and self.status == "idle":  # notifications that came while compacting
+            await self._commit_system_items(notes)
+            self._spawn_turn(None, resume=False)
+
+    async def _compact(self, trigger: Trigger) -> CompactResult:
+        """Compact the active session and switch to the new one.
+
+        A failure is a ``compact_failed`` event (and counts towards the circuit breaker),
+        never an exception; cancellation propagates, and leaves the pod on its session.
+        """
+        compactor, old = self.compactor, self.session_id
+        assert compactor is not None and old is not None
+        history, usages = list(self.worker.history), list(self._usages)
+        tokens_before = compactor.occupancy(history, usages)
+        started = time.monotonic()
+        self._emit(proto.CompactStart, tokens_before=tokens_before)
+        self._set_status("compacting")
+        try:
+            compactor.check_thrash(trigger, tokens_before)
+            compaction = await compactor.compact(
+                history,
+                usages,
+                limit=compactor.limit(tokens_before),
+                tokens_before=tokens_before,
+                recent_files=self._recent_files(),
+                tasks=self._tool_context.tasks.tasks(),
+            )
+            await self._commit_compaction(compaction, close_run=trigger == "request")
+        except trio.Cancelled:
+            self._emit(proto.CompactFailed, error="cancelled")
+            raise
+        except Exception as exc:
+            error = str(exc) if isinstance(exc, PodactorsError) else f"{type(exc).__name__}: {exc}"
+            self._emit(proto.CompactFailed, error=error)
+            if compactor.record_failure():
+                self.alert(
+                    "error",
+                    "compactor",
+                    f"compaction failed {compactor.consecutive_failures} times in a row "
+                    f"(last: {error}); automatic compaction is off until a manual compact",
+                )
+            return CompactResult("failed", old, tokens_before, error=error)
+        compactor.record_success(compaction)
+        new = self.session_id
+        assert new is not None
+        self._emit(proto.SessionRotated, old_session_id=old, new_session_id=new, reason="compacted")
+        for item in compaction.new_items:
+            self._emit(proto.SystemItemAdded, item=item)
+        self._emit(
+            proto.CompactDone,
+            old_session_id=old,
+            new_session_id=new,
+            tokens_before=tokens_before,
+            tokens_after=compaction.tokens_after,
+            duration=time.monotonic() - started,
+        )
+        return CompactResult("compacted", new, tokens_before, compaction.tokens_after)
+
+    async def _commit_compaction(self, compaction: Compaction, *, close_run: bool) -> None:
+        """Store the compacted session, point the pod ref at it, then switch in memory.
+
+        With ``close_run`` (a run goes on in the new session) the old session first gets
+        ``Outcome("yielded")``. Shielded with a deadline, so the pod ends up either wholly
+        on the new session or wholly on the old one (an orphaned new session is all a
+        timeout can leave).
+        """
+        assert self.session_id is not None
+        state = SessionState(
+            system_prompt=self.worker.system_prompt,
+            config=self.worker.config,
+            history=list(compaction.history),
+        )
+        switched = False
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + CLEANUP_SECONDS
+            if close_run:
+                await self._append([Outcome("yielded")])
+            origin = Origin("compacted_from", self.session_id, head=self._head)
+            ref = await self.store.create_compacted(state, origin)
+            await self._save_pod_ref(ref.session_id)
+            self._move_to(ref.session_id, ref.head, entries=1)
+            self.worker.history = list(compaction.history)
+            self.worker.cache_breakpoint = 0  # the summary: a prefix that stays put
+            self._usages = []
+            switched = True
+        if not switched:
+            raise CompactError("commit", "storing the compacted session timed out")
+
+    def _recent_files(self) -> list[str]:
+        fs = self._tool_context.fs
+        return [fs.display(path) for path in self._tool_context.files.recent_files(RECENT_FILES)]
 
     # --- notifications ----------------------------------------------------------------
 
@@ -407,6 +629,8 @@ class Pod(Actor[proto.AnyMethod]):
             await self._append(entries)
         if usage is not None:
             self._usages.append(usage)
+            if self.compactor is not None:
+                self.compactor.note_progress()
             if decision is not None:
                 await self._record_metrics(prune.metrics_for(decision, usage))
 
@@ -460,11 +684,12 @@ class Pod(Actor[proto.AnyMethod]):
         self.session_id, self._head, self._entries = session_id, head, entries
         self.worker.cache_key = session_id
 
-    async def _save_pod_ref(self) -> None:
-        if self.session_id is not None:
+    async def _save_pod_ref(self, session_id: str | None = None) -> None:
+        session_id = session_id or self.session_id
+        if session_id is not None:
             source = self.manifest.source
             ref = PodRef(
-                self.session_id,
+                session_id,
                 updated_at=time.time(),
                 manifest=None if source is None else str(Path(source).absolute()),
             )
@@ -620,9 +845,19 @@ class PodHandle:
         )
         return ticket
 
-    async def compact(self) -> None:
-        """Compact the pod's session now."""
-        await self._address.ask(proto.Compact(pod=self.name))
+    async def compact(self) -> CompactResult:
+        """Compact the pod's session now and wait for the result.
+
+        Refused (:class:`~podactors.errors.PodError`) without ``[compaction]``, unless the
+        pod is idle, and before its first run. A manual compaction closes the circuit
+        breaker first; it fails (``outcome="failed"``) rather than raising.
+        """
+        return await (await self.start_compact()).wait()
+
+    async def start_compact(self) -> CompactTicket:
+        """Start a compaction; await ``ticket.wait()`` for its result."""
+        ticket: CompactTicket = await self._address.ask(proto.Compact(pod=self.name))
+        return ticket
 
     async def shutdown(self) -> None:
         """Stop the pod; a running turn is cancelled and its interrupted state persisted."""
@@ -674,6 +909,15 @@ def _usage_event(
     )
 
 
+def _summary_breakpoint(state: SessionState) -> int | None:
+    """A compacted session caches its prompt up to its summary, the first item."""
+    compacted = state.origin is not None and state.origin.kind == "compacted_from"
+    first = state.history[0] if state.history else None
+    if compacted and isinstance(first, Message) and first.role == "system":
+        return 0
+    return None
+
+
 def _run_outcome(result: TurnResult) -> proto.RunOutcome:
     if result.outcome == "yielded":
         return "finished"
@@ -699,4 +943,12 @@ def _scope_summary(manifest: Manifest) -> str:
     return "; ".join(allow + deny)
 
 
-__all__ = ["Pod", "PodHandle", "RunResult", "RunTicket"]
+__all__ = [
+    "CompactResult",
+    "CompactTicket",
+    "Pod",
+    "PodHandle",
+    "RunResult",
+    "RunTicket",
+    "Ticket",
+]

@@ -261,7 +261,7 @@ class _Connection:
             case proto.Notify(message=text, source=source):
                 await pod.notify(text, source=source)
             case proto.Compact():
-                await pod.compact()
+                await pod.start_compact()
             case proto.Shutdown():
                 await pod.shutdown()
             case proto.GetSnapshot() | proto.Attach():
