@@ -526,6 +526,12 @@ async def test_auto_read_refuses_files_outside_the_scope_and_over_the_budget(nur
         await handle.run("look at the notes")
         result = await handle.compact()
     assert result.outcome == "compacted"
+    # where the time went: every phase that did work was timed
+    timings = result.timings
+    assert timings is not None
+    for phase in ("occupancy", "split", "summary_input", "worker", "auto_read", "persist"):
+        assert getattr(timings, phase) > 0, phase
+    assert timings.swap >= 0 and timings.total >= timings.persist
     # the recently read file was offered; the results of the four calls came back
     assert "- notes.txt" in summarising.requests[0].items[0].content
     results = [i for i in summarising.requests[1].items if isinstance(i, ToolResult)]

@@ -25,12 +25,15 @@ table) and does three things:
   breaker that turns automatic compaction off until the next manual one.
 
 The compactor never writes to the store: the pod persists the result as a new session
-(``FsStore.create_compacted``) and switches to it; see :mod:`podactors.pod`.
+(``FsStore.create_compacted``) and switches to it; see :mod:`podactors.pod`. Where the time
+went is kept on the result (:class:`CompactionTimings`: ``time.perf_counter`` deltas per
+phase, a few clock reads per compaction).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Annotated, Literal
 
@@ -67,6 +70,7 @@ __all__ = [
     "RECENT_FILES",
     "SUMMARY_PROMPT",
     "Compaction",
+    "CompactionTimings",
     "Compactor",
     "CompactorStatistics",
     "ProviderFactory",
@@ -140,6 +144,39 @@ REFERENCES_HEADER = "[Referenced files: known before compaction, contents not in
 TASKS_HEADER = "[Task list at compaction]"
 
 
+class CompactionTimings(msgspec.Struct):
+    """Where one compaction's time went, in seconds (``time.perf_counter`` deltas).
+
+    The compactor fills ``split`` (the token timeline and the choice of the retained tail),
+    ``summary_input`` (building the summarising worker's stripped input), ``worker`` (the
+    summarising worker's turn, its LLM calls and tools, less ``auto_read``) and
+    ``auto_read`` (the wall time while files it marked were being read). The pod fills
+    ``occupancy`` (measuring the context before), ``persist`` (writing the new session and
+    the pod ref) and ``swap`` (switching to it in memory and telling subscribers).
+    """
+
+    occupancy: float = 0.0
+    split: float = 0.0
+    summary_input: float = 0.0
+    worker: float = 0.0
+    auto_read: float = 0.0
+    persist: float = 0.0
+    swap: float = 0.0
+
+    @property
+    def total(self) -> float:
+        """The sum of the phases."""
+        return (
+            self.occupancy
+            + self.split
+            + self.summary_input
+            + self.worker
+            + self.auto_read
+            + self.persist
+            + self.swap
+        )
+
+
 @attrs.frozen
 class Compaction:
     """What a compaction produced, for the pod to persist and switch to.
@@ -148,7 +185,8 @@ class Compaction:
     list, task list; what the pod broadcasts) followed by the retained tail.
     ``summarised`` items of the old history were replaced. ``tokens_after`` is an estimate
     (the old session's tokens per byte applied to the new items, plus the tail's share of
-    the old timeline and the fixed part of the prompt).
+    the old timeline and the fixed part of the prompt). ``timings`` says where the time
+    went; the pod adds its own phases to it.
     """
 
     history: list[HistoryItem]
@@ -157,6 +195,7 @@ class Compaction:
     retained: int
     tokens_before: int
     tokens_after: int
+    timings: CompactionTimings = attrs.field(factory=CompactionTimings, eq=False)
 
 
 class CompactorStatistics(msgspec.Struct, frozen=True):
@@ -329,6 +368,8 @@ class Compactor:
         when the tail alone or the whole result would not fit below ``limit``, or when the
         summarising worker failed or wrote no summary. Neither argument is changed.
         """
+        timings = CompactionTimings()
+        started = time.perf_counter()
         items = list(history)
         timeline = self.timeline(items, usages)
         total = len(items)
@@ -351,7 +392,10 @@ class Compactor:
                 f"({self.config.retained_tokens})",
             )
         rate = _history_rate(timeline, fixed)
-        summary, attachments, references = await self._summarise(items[:split], recent_files, rate)
+        timings.split = time.perf_counter() - started
+        summary, attachments, references = await self._summarise(
+            items[:split], recent_files, rate, timings
+        )
         new_items: list[HistoryItem] = [Message("system", f"{SUMMARY_HEADER}\n\n{summary}")]
         new_items += attachments
         if references:
@@ -382,18 +426,26 @@ class Compactor:
             retained=total - split,
             tokens_before=before,
             tokens_after=after,
+            timings=timings,
         )
 
     async def _summarise(
-        self, items: list[HistoryItem], recent_files: Sequence[str], rate: float
+        self,
+        items: list[HistoryItem],
+        recent_files: Sequence[str],
+        rate: float,
+        timings: CompactionTimings,
     ) -> tuple[str, list[FileAttachment], list[str]]:
         """Run the summarising worker; its summary, attachments and references."""
+        started = time.perf_counter()
+        budget = self.config.worker_max_input_tokens // 2 * TEXT_BYTES_PER_TOKEN
+        text = summary_input(items, recent_files, max_bytes=budget)
+        timings.summary_input = time.perf_counter() - started
+        started = time.perf_counter()
         state = _SummaryState(self.fs, self.config.auto_read_budget, rate)
         provider, owned, model = self._open_provider()
         try:
             worker = self._summary_worker(provider, model, state)
-            budget = self.config.worker_max_input_tokens // 2 * TEXT_BYTES_PER_TOKEN
-            text = summary_input(items, recent_files, max_bytes=budget)
             try:
                 result = await worker.run(text, on_step=state.count)
             except PodactorsError as exc:
@@ -402,6 +454,8 @@ class Compactor:
             if owned:
                 with trio.CancelScope(shield=True):
                     await provider.aclose()
+        timings.auto_read = state.auto_read_seconds
+        timings.worker = max(0.0, time.perf_counter() - started - state.auto_read_seconds)
         if state.summary is None:
             config = self.config
             why = {
@@ -462,6 +516,9 @@ class _SummaryState:
         self.attachments: dict[tuple[str, int | None, int | None], FileAttachment] = {}
         self.references: list[str] = []
         self.input_tokens = 0
+        self.auto_read_seconds = 0.0
+        self._reading = 0
+        self._reading_since = 0.0
 
     async def count(self, step: Step) -> None:
         if step.usage is not None:
@@ -504,6 +561,19 @@ class _SummaryState:
         return [mark_read_required, add_reference, write_summary]
 
     async def mark(self, path: str, offset: int | None, limit: int | None) -> ToolOutput:
+        """Attach a file; ``auto_read_seconds`` counts the wall time during which at least
+        one attachment was being read (the worker runs tool calls concurrently)."""
+        if not self._reading:
+            self._reading_since = time.perf_counter()
+        self._reading += 1
+        try:
+            return await self._mark(path, offset, limit)
+        finally:
+            self._reading -= 1
+            if not self._reading:
+                self.auto_read_seconds += time.perf_counter() - self._reading_since
+
+    async def _mark(self, path: str, offset: int | None, limit: int | None) -> ToolOutput:
         shown = self.fs.display(path)
         key = (shown, offset, limit)
         if key in self.attachments:

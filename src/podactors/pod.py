@@ -46,7 +46,14 @@ import trio
 from podactors import protocol as proto
 from podactors import prune
 from podactors.actor import Actor, ActorHandle
-from podactors.compactor import RECENT_FILES, Compaction, Compactor, ProviderFactory, Trigger
+from podactors.compactor import (
+    RECENT_FILES,
+    Compaction,
+    CompactionTimings,
+    Compactor,
+    ProviderFactory,
+    Trigger,
+)
 from podactors.errors import (
     CompactError,
     HeadMoved,
@@ -117,7 +124,8 @@ class CompactResult(msgspec.Struct, frozen=True):
     """How a manual compaction ended and the session the pod is on after it.
 
     ``outcome`` is ``compacted``, ``failed`` (``error`` says why; the pod stays on its
-    session) or ``cancelled``. The token counts are estimates.
+    session) or ``cancelled``. The token counts are estimates. ``timings`` (of a compaction
+    that succeeded) says where its time went, phase by phase.
     """
 
     outcome: Literal["compacted", "failed", "cancelled"]
@@ -125,6 +133,7 @@ class CompactResult(msgspec.Struct, frozen=True):
     tokens_before: int = 0
     tokens_after: int = 0
     error: str | None = None
+    timings: CompactionTimings | None = None
 
 
 T = TypeVar("T")
@@ -488,7 +497,9 @@ class Pod(Actor[proto.AnyMethod]):
         compactor, old = self.compactor, self.session_id
         assert compactor is not None and old is not None
         history, usages = list(self.worker.history), list(self._usages)
+        measuring = time.perf_counter()
         tokens_before = compactor.occupancy(history, usages)
+        occupancy = time.perf_counter() - measuring
         started = time.monotonic()
         self._emit(proto.CompactStart, tokens_before=tokens_before)
         self._set_status("compacting")
@@ -517,6 +528,9 @@ class Pod(Actor[proto.AnyMethod]):
                     f"(last: {error}); automatic compaction is off until a manual compact",
                 )
             return CompactResult("failed", old, tokens_before, error=error)
+        timings = compaction.timings
+        timings.occupancy = occupancy
+        switching = time.perf_counter()
         compactor.record_success(compaction)
         new = self.session_id
         assert new is not None
@@ -531,7 +545,10 @@ class Pod(Actor[proto.AnyMethod]):
             tokens_after=compaction.tokens_after,
             duration=time.monotonic() - started,
         )
-        return CompactResult("compacted", new, tokens_before, compaction.tokens_after)
+        timings.swap += time.perf_counter() - switching
+        return CompactResult(
+            "compacted", new, tokens_before, compaction.tokens_after, timings=timings
+        )
 
     async def _commit_compaction(self, compaction: Compaction, *, close_run: bool) -> None:
         """Store the compacted session, point the pod ref at it, then switch in memory.
@@ -539,7 +556,8 @@ class Pod(Actor[proto.AnyMethod]):
         With ``close_run`` (a run goes on in the new session) the old session first gets
         ``Outcome("yielded")``. Shielded with a deadline, so the pod ends up either wholly
         on the new session or wholly on the old one (an orphaned new session is all a
-        timeout can leave).
+        timeout can leave). Fills ``persist`` and (its in-memory part) ``swap`` of the
+        compaction's timings.
         """
         assert self.session_id is not None
         state = SessionState(
@@ -548,17 +566,22 @@ class Pod(Actor[proto.AnyMethod]):
             history=list(compaction.history),
         )
         switched = False
+        timings = compaction.timings
         with trio.CancelScope(shield=True) as scope:
             scope.deadline = trio.current_time() + CLEANUP_SECONDS
+            started = time.perf_counter()
             if close_run:
                 await self._append([Outcome("yielded")])
             origin = Origin("compacted_from", self.session_id, head=self._head)
             ref = await self.store.create_compacted(state, origin)
             await self._save_pod_ref(ref.session_id)
+            switching = time.perf_counter()
+            timings.persist = switching - started
             self._move_to(ref.session_id, ref.head, entries=1)
             self.worker.history = list(compaction.history)
             self.worker.cache_breakpoint = 0  # the summary: a prefix that stays put
             self._usages = []
+            timings.swap = time.perf_counter() - switching
             switched = True
         if not switched:
             raise CompactError("commit", "storing the compacted session timed out")
