@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from standin_pods import standin_manifest
 
 from podactors import protocol as proto
 from podactors.compactor import (
@@ -42,7 +43,7 @@ from podactors.llm.scripted import (
     ScriptedToolCall,
     ScriptedUsage,
 )
-from podactors.manifest import CompactionConfig, Manifest
+from podactors.manifest import CompactionConfig
 from podactors.pod import Pod, PodHandle
 from podactors.standin import StandinServer
 from podactors.store import FsStore
@@ -89,20 +90,7 @@ def summariser(summary: str = "We did one thing.") -> list[ScriptedReply]:
 
 def manifest_for(server: StandinServer, workdir, compaction: str | None, extra: str = ""):
     table = "" if compaction is None else f"[compaction]\n{compaction}\n{extra}"
-    return Manifest.from_toml(
-        f"""
-[pod]
-name = "alice"
-[model]
-provider = "anthropic"
-base_url = "{server.url}"
-{table}
-[[scope.allow]]
-target = "."
-permission = "write"
-""",
-        base_dir=workdir,
-    )
+    return standin_manifest(server, workdir, extra=table)
 
 
 class Recorder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import trio
 import trio.testing
+from standin_pods import standin_manifest
 
 from podactors import protocol as proto
 from podactors.errors import PodError
@@ -20,22 +21,8 @@ from podactors.worker import INTERRUPTED
 
 
 def manifest_for(server: StandinServer, workdir) -> Manifest:
-    return Manifest.from_toml(
-        f"""
-[pod]
-name = "alice"
-[model]
-provider = "anthropic"
-base_url = "{server.url}"
-[worker]
-instruction = "You are {{{{ pod }}}}, working in {{{{ workdir }}}}. \
-Tools: {{{{ tools | join(', ') }}}}."
-[[scope.allow]]
-target = "."
-permission = "write"
-""",
-        base_dir=workdir,
-    )
+    instruction = "You are {{ pod }}, working in {{ workdir }}. Tools: {{ tools | join(', ') }}."
+    return standin_manifest(server, workdir, extra=f'[worker]\ninstruction = "{instruction}"')
 
 
 class Gate:

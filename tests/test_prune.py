@@ -7,6 +7,7 @@ import random
 import msgspec
 import pytest
 import trio
+from standin_pods import standin_manifest
 
 from podactors import protocol as proto
 from podactors.items import HistoryItem, Message, ToolCall, ToolResult
@@ -290,21 +291,12 @@ def big_tool() -> ToolOutput:
 
 
 def manifest_for(server: StandinServer, workdir, compaction: str | None) -> Manifest:
-    table = "" if compaction is None else f"[compaction]\n{compaction}\n"
-    return Manifest.from_toml(
-        f"""
-[pod]
-name = "alice"
-[model]
-provider = "anthropic"
-base_url = "{server.url}"
-{table}
-[[scope.allow]]
-target = "."
-permission = "write"
-""",
-        base_dir=workdir,
-    )
+    return standin_manifest(server, workdir, extra=compaction_table(compaction))
+
+
+def compaction_table(settings: str | None) -> str:
+    """A ``[compaction]`` table with ``settings``, or nothing for a pod without one."""
+    return "" if settings is None else f"[compaction]\n{settings}\n"
 
 
 def prune_settings(protected: int, min_savings: int) -> str:

@@ -8,6 +8,7 @@ from functools import partial
 import pytest
 import trio
 import trio_websocket
+from standin_pods import standin_manifest
 
 from podactors import protocol as proto
 from podactors.client import ConnectionRefused, PodClient, open_client
@@ -24,21 +25,7 @@ TOKEN = "test-token-0123456789"
 
 
 def manifest_for(server: StandinServer, workdir) -> Manifest:
-    return Manifest.from_toml(
-        f"""
-[pod]
-name = "alice"
-[model]
-provider = "anthropic"
-base_url = "{server.url}"
-[worker]
-instruction = "You are {{{{ pod }}}}."
-[[scope.allow]]
-target = "."
-permission = "write"
-""",
-        base_dir=workdir,
-    )
+    return standin_manifest(server, workdir, extra='[worker]\ninstruction = "You are {{ pod }}."')
 
 
 def text(words: str) -> ScriptedReply:
