@@ -34,9 +34,7 @@ RAM disk where fsync costs nothing.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
-import os
 import statistics
 import tempfile
 import time
@@ -47,6 +45,7 @@ from typing import Any
 import httpx
 import msgspec
 import trio
+from floor import floor_write, percentile
 
 from podactors.items import Message, ToolCall, ToolResult
 from podactors.llm.anthropic import AnthropicProvider
@@ -249,28 +248,6 @@ def summariser() -> list[ScriptedReply]:
 
 
 # --- measuring ------------------------------------------------------------------------
-
-_encoder = msgspec.msgpack.Encoder()
-
-
-def floor_write(directory: Path, start: SessionStart) -> float:
-    """The physical floor of persisting the new session: encode, hash, write, fsync,
-    rename."""
-    began = time.perf_counter()
-    data = _encoder.encode(start)
-    name = hashlib.blake2b(data, digest_size=32).hexdigest()
-    tmp = directory / f"{name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, data)
-    os.fsync(fd)
-    os.close(fd)
-    os.rename(tmp, directory / name)
-    return time.perf_counter() - began
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def compact_once(

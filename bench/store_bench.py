@@ -18,8 +18,6 @@ directory, since /tmp may be a RAM disk where fsync costs nothing.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 import statistics
 import tempfile
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import msgspec
 import trio
+from floor import floor_write, percentile
 
 from podactors.items import Message, ToolCall, ToolResult
 from podactors.store import FsStore
@@ -48,28 +47,6 @@ def make_step(i: int) -> list[LogEntry]:
         Item(ToolResult(f"call-{i}", f"read 16 lines of src/module_{i % 40}.py", output)),
         Usage(history_len=3 * i, input_total=1000 + 600 * i, cache_read=500 * i, output=120),
     ]
-
-
-_encoder = msgspec.msgpack.Encoder()
-
-
-def floor_write(directory: Path, entries: list[LogEntry]) -> float:
-    """The physical floor of one append: encode, hash, write, fsync, rename."""
-    start = time.perf_counter()
-    data = _encoder.encode(entries)
-    name = hashlib.blake2b(data, digest_size=32).hexdigest()
-    tmp = directory / f"{name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, data)
-    os.fsync(fd)
-    os.close(fd)
-    os.rename(tmp, directory / name)
-    return time.perf_counter() - start
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def tree_bytes(path: Path) -> int:
