@@ -19,6 +19,7 @@ class Counter(Actor[tuple]):
     def __init__(self) -> None:
         self.total = 0
         self.gate = trio.Event()
+        self.late = trio.Event()
 
     async def handle(self, message: tuple):
         match message:
@@ -30,9 +31,9 @@ class Counter(Actor[tuple]):
             case ("wait",):
                 await self.gate.wait()
                 return "released"
-            case ("sleep", seconds):
-                await trio.sleep(seconds)
-                return "slept"
+            case ("late",):
+                await self.late.wait()
+                return "too late"
         raise AssertionError(message)
 
 
@@ -56,10 +57,11 @@ async def test_an_exception_goes_back_to_the_asker_and_the_actor_lives_on(nurser
 
 
 async def test_ask_timeout_is_a_typed_error(nursery, autojump_clock):
-    _, handle = await start(nursery)
+    actor, handle = await start(nursery)
     with pytest.raises(AskTimeout) as err:
-        await handle.ask(("sleep", 10), timeout=1)
+        await handle.ask(("late",), timeout=1)
     assert err.value.timeout == 1
+    actor.late.set()  # the answer now comes, to nobody
     assert await handle.ask(("add", 1)) == 1  # the late answer did not break the actor
 
 
