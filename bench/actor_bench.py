@@ -32,7 +32,7 @@ from podactors.fanout import Fanout
 from podactors.llm.scripted import ScriptedProvider, ScriptedReply
 from podactors.manifest import Manifest
 from podactors.standin import StandinServer
-from podactors.supervisor import open_supervisor
+from podactors.runtime.supervisor import open_supervisor
 
 ROUNDS = 20_000
 

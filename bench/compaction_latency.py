@@ -52,7 +52,7 @@ from podactors.llm.anthropic import AnthropicProvider
 from podactors.llm.provider import Provider
 from podactors.llm.scripted import ScriptedProvider, ScriptedReply, ScriptedToolCall
 from podactors.manifest import Manifest
-from podactors.pod import CompactResult, Pod, PodHandle
+from podactors.runtime.pod import CompactResult, Pod, PodHandle
 from podactors.standin import StandinServer
 from podactors.store import FsStore
 from podactors.store.entries import (
@@ -67,7 +67,7 @@ from podactors.store.entries import (
     session_start,
 )
 from podactors.store.replay import SessionState
-from podactors.tokens import item_bytes
+from podactors.compaction.tokens import item_bytes
 
 PHASES = ("occupancy", "split", "summary_input", "worker", "auto_read", "persist", "swap")
 STANDIN_SIZE = 1000

@@ -30,7 +30,7 @@ from podactors.llm.anthropic import AnthropicProvider
 from podactors.llm.request import Request
 from podactors.llm.scripted import ScriptedProvider, ScriptedReply
 from podactors.standin import StandinServer
-from podactors.worker import Worker
+from podactors.agent.worker import Worker
 
 REQUEST = Request("You are terse.", [Message("user", "Tell me a long story.")])
 

@@ -18,7 +18,7 @@ import trio.testing
 from standin_pods import standin_manifest
 
 from podactors import protocol as proto
-from podactors.compactor import (
+from podactors.compaction.compactor import (
     Compaction,
     Compactor,
     conversation_text,
@@ -44,7 +44,7 @@ from podactors.llm.scripted import (
     ScriptedUsage,
 )
 from podactors.manifest import CompactionConfig
-from podactors.pod import Pod, PodHandle
+from podactors.runtime.pod import Pod, PodHandle
 from podactors.standin import StandinServer
 from podactors.store import FsStore
 from podactors.store.entries import Origin, Outcome, UserInput

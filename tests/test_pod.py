@@ -12,12 +12,12 @@ from podactors.errors import PodError
 from podactors.items import Message, Notification, ToolResult
 from podactors.llm.scripted import ScriptedReply, ScriptedToolCall
 from podactors.manifest import Manifest
-from podactors.pod import Pod, PodHandle
+from podactors.runtime.pod import Pod, PodHandle
 from podactors.standin import StandinServer
 from podactors.store import FsStore
 from podactors.store.entries import Outcome, SessionStart, SystemItem, TurnEnd, Usage, UserInput
 from podactors.tools import tool
-from podactors.worker import INTERRUPTED
+from podactors.agent.worker import INTERRUPTED
 
 
 def manifest_for(server: StandinServer, workdir) -> Manifest:

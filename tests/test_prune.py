@@ -18,8 +18,8 @@ from podactors.llm.scripted import (
     ScriptedUsage,
 )
 from podactors.manifest import Manifest
-from podactors.pod import Pod, PodHandle
-from podactors.prune import (
+from podactors.runtime.pod import Pod, PodHandle
+from podactors.compaction.prune import (
     METRICS_DOMAIN,
     Fire,
     PruneFireMetric,
@@ -34,9 +34,9 @@ from podactors.prune import (
 from podactors.standin import StandinServer
 from podactors.store import FsStore
 from podactors.store.entries import Extension, Item, Usage
-from podactors.tokens import TokenTimeline, item_bytes
+from podactors.compaction.tokens import TokenTimeline, item_bytes
 from podactors.tools import ToolOutput, tool
-from podactors.worker import Projection, Step, Worker
+from podactors.agent.worker import Projection, Step, Worker
 
 SUMMARY = "tool result summary"
 CONTENT = "x" * 2048

@@ -15,7 +15,7 @@ from podactors.client import ConnectionRefused, PodClient, open_client
 from podactors.items import Message, Notification
 from podactors.llm.scripted import ScriptedReply, ScriptedToolCall
 from podactors.manifest import Manifest
-from podactors.pod import Pod, PodHandle
+from podactors.runtime.pod import Pod, PodHandle
 from podactors.server import WebsocketServer, serve_websocket
 from podactors.standin import StandinServer
 from podactors.store import FsStore

@@ -15,11 +15,11 @@ from podactors import protocol as proto
 from podactors.errors import PodactorsError, SupervisorEscalated
 from podactors.items import Message, ToolCall, ToolResult
 from podactors.manifest import Manifest
-from podactors.pod import Pod
+from podactors.runtime.pod import Pod
 from podactors.store import FsStore
 from podactors.store.entries import Outcome
-from podactors.supervisor import open_supervisor
-from podactors.worker import INTERRUPTED
+from podactors.runtime.supervisor import open_supervisor
+from podactors.agent.worker import INTERRUPTED
 
 SCRIPT = """
 [[reply]]
@@ -173,7 +173,7 @@ RUNNER = """
 import sys, trio
 from podactors import protocol as proto
 from podactors.manifest import Manifest
-from podactors.supervisor import open_supervisor
+from podactors.runtime.supervisor import open_supervisor
 
 async def main(store, manifest):
     async with open_supervisor(store) as sup:

@@ -6,7 +6,7 @@ import pytest
 
 from podactors.items import HistoryItem, Message, ToolCall, ToolResult
 from podactors.store.entries import Usage
-from podactors.tokens import TokenEstimate, TokenTimeline, estimate_tokens, item_bytes
+from podactors.compaction.tokens import TokenEstimate, TokenTimeline, estimate_tokens, item_bytes
 
 # Every ITEM serialises to exactly 100 bytes, so bytes(n) = 100 * n.
 ITEM = Message("user", "a" * 53)

@@ -9,12 +9,12 @@ import trio
 import trio.testing
 
 from podactors.errors import StreamInterrupted, TurnAborted
-from podactors.hooks import Abort, Hooks, Nudge, Pause, Skip
+from podactors.agent.hooks import Abort, Hooks, Nudge, Pause, Skip
 from podactors.items import Message, ToolCall, ToolResult
 from podactors.llm.events import TextDelta
 from podactors.llm.request import ToolSpec
 from podactors.llm.scripted import ScriptedProvider, ScriptedReply, ScriptedToolCall
-from podactors.worker import INTERRUPTED, Step, Worker
+from podactors.agent.worker import INTERRUPTED, Step, Worker
 
 
 class FakeTools:

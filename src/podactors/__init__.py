@@ -12,9 +12,9 @@ from podactors.items import (
     ToolResult,
 )
 from podactors.manifest import AllowRule, DenyRule, Manifest, load_manifest
-from podactors.pod import Pod, PodHandle, RunResult
+from podactors.runtime.pod import Pod, PodHandle, RunResult
 from podactors.store import FsStore, SessionState
-from podactors.supervisor import Supervisor, open_supervisor
+from podactors.runtime.supervisor import Supervisor, open_supervisor
 
 __version__ = "0.1.0"
 

@@ -30,7 +30,7 @@ from podactors.client import PodClient, open_client
 from podactors.demo import PROJECT_DIR, DemoReport, DemoSetup, DemoStep, run_demo
 from podactors.errors import PodactorsError, StoreError
 from podactors.manifest import PROJECT_MANIFEST, Manifest, load_manifest
-from podactors.pod import PodHandle, RunResult, RunTicket
+from podactors.runtime.pod import PodHandle, RunResult, RunTicket
 from podactors.server import WebsocketServer
 from podactors.sessions_view import (
     echo_json,
@@ -52,7 +52,7 @@ from podactors.sessions_view import (
 )
 from podactors.store.fs import FsStore
 from podactors.store.replay import fold
-from podactors.supervisor import TOKEN_FILE, Supervisor, open_supervisor
+from podactors.runtime.supervisor import TOKEN_FILE, Supervisor, open_supervisor
 from podactors.terminal import (
     YOU,
     EventRenderer,

@@ -26,11 +26,11 @@ import trio
 from podactors.errors import PodactorsError
 from podactors.llm.scripted import ScriptedReply, ScriptedToolCall, ScriptedUsage
 from podactors.manifest import Manifest
-from podactors.pod import PodHandle, RunResult, RunTicket
+from podactors.runtime.pod import PodHandle, RunResult, RunTicket
 from podactors.standin import StandinServer
 from podactors.store import FsStore
 from podactors.store.fs import SessionInfo
-from podactors.supervisor import open_supervisor
+from podactors.runtime.supervisor import open_supervisor
 
 POD_NAME = "demo"
 PROJECT_DIR = "demo-project"

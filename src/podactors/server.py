@@ -31,7 +31,7 @@ import trio_websocket
 
 from podactors import protocol as proto
 from podactors.errors import ActorClosed, PodactorsError, PodError
-from podactors.pod import PodHandle
+from podactors.runtime.pod import PodHandle
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from rich.text import Text
 from podactors import protocol as proto
 from podactors.errors import PodError
 from podactors.items import Notification
-from podactors.pod import PodHandle, RunResult, RunTicket
+from podactors.runtime.pod import PodHandle, RunResult, RunTicket
 from podactors.sessions_view import (
     history_table,
     item_kind,

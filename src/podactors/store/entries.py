@@ -67,7 +67,7 @@ class Usage(msgspec.Struct, frozen=True, tag="usage", tag_field="type"):
     ``input_total`` is the whole prompt, cache reads and writes included, as the provider
     reported it. ``pruned_tokens`` is the estimated size of what a prune projection left out
     of that request, so ``input_total + pruned_tokens`` estimates the unpruned history (what
-    token accounting needs; see :mod:`podactors.tokens`).
+    token accounting needs; see :mod:`podactors.compaction.tokens`).
     """
 
     history_len: int

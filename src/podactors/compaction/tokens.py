@@ -21,7 +21,7 @@ estimated by the items' serialised size (msgspec msgpack bytes):
     no record at all: ``ceil(bytes(n) / 4)``.
 
 A record counts as ``input_total + pruned_tokens``: a request the prune projection
-(:mod:`podactors.prune`) shortened measured less than its history costs unpruned, and the
+(:mod:`podactors.compaction.prune`) shortened measured less than its history costs unpruned, and the
 timeline is about the history, so the estimated cut is added back.
 
 The estimate for ``n`` is the size of a prompt holding the first ``n`` items, fixed parts

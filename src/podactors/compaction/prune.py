@@ -16,7 +16,7 @@ gives the same request:
 * The *candidates* are the tool results before the protected tail that still have content.
   A candidate saves the tokens of its content minus those of its summary (the wire sends
   the summary in its place): the item's estimated tokens
-  (:class:`~podactors.tokens.TokenTimeline`, interpolated by serialised bytes) times the
+  (:class:`~podactors.compaction.tokens.TokenTimeline`, interpolated by serialised bytes) times the
   share of its bytes that the content has over the summary.
 * No candidates: ``Skip("no_candidates")``. A total saving below ``min_savings``:
   ``Skip("below_min_savings")`` (breaking the prompt cache for little is not worth it).
@@ -44,7 +44,7 @@ import msgspec
 
 from podactors.items import HistoryItem, ToolResult
 from podactors.store.entries import Extension, Usage
-from podactors.tokens import TokenTimeline, item_bytes
+from podactors.compaction.tokens import TokenTimeline, item_bytes
 
 __all__ = [
     "METRICS_DOMAIN",

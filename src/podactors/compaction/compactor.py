@@ -6,11 +6,11 @@ table) and does three things:
 * **Decides when** (:meth:`Compactor.due`). ``threshold`` is checked between runs,
   ``request_threshold`` before every LLM request; each is off when unset, and with neither
   set nothing ever compacts on its own. Occupancy is read off the usage timeline
-  (:mod:`podactors.tokens`) minus what the prune projection leaves out of the next request,
+  (:mod:`podactors.compaction.tokens`) minus what the prune projection leaves out of the next request,
   never a tokenizer.
 * **Compacts** (:meth:`Compactor.compact`). It keeps a verbatim tail of about
   ``retained_tokens`` (widened so that no tool result is kept without its call) and has a
-  disposable :class:`~podactors.worker.Worker` summarise the rest. That worker's tools are
+  disposable :class:`~podactors.agent.worker.Worker` summarise the rest. That worker's tools are
   ``read_file``, ``mark_read_required`` (a file, or a slice of one, attached to the new
   context, charged to ``auto_read_budget``), ``add_reference`` and ``write_summary`` (the
   last call wins); it is capped by ``worker_max_turns`` and, cumulatively, by
@@ -25,7 +25,7 @@ table) and does three things:
   breaker that turns automatic compaction off until the next manual one.
 
 The compactor never writes to the store: the pod persists the result as a new session
-(``FsStore.create_compacted``) and switches to it; see :mod:`podactors.pod`. Where the time
+(``FsStore.create_compacted``) and switches to it; see :mod:`podactors.runtime.pod`. Where the time
 went is kept on the result (:class:`CompactionTimings`: ``time.perf_counter`` deltas per
 phase, a few clock reads per compaction).
 """
@@ -41,9 +41,9 @@ import attrs
 import msgspec
 import trio
 
-from podactors import prune
+from podactors.compaction import prune
 from podactors.errors import CompactError, PodactorsError, ToolError
-from podactors.hooks import CONTINUE, Decision, Hooks, Nudge
+from podactors.agent.hooks import CONTINUE, Decision, Hooks, Nudge
 from podactors.items import (
     ChildEvent,
     FileAttachment,
@@ -60,10 +60,10 @@ from podactors.llm.events import LlmResponse
 from podactors.llm.provider import Provider
 from podactors.manifest import CompactionConfig, ModelConfig
 from podactors.store.entries import Usage
-from podactors.tokens import DEFAULT_TOKENS_PER_BYTE, TokenTimeline, item_bytes
+from podactors.compaction.tokens import DEFAULT_TOKENS_PER_BYTE, TokenTimeline, item_bytes
 from podactors.tools import ScopedFs, Task, Tool, ToolContext, ToolOutput, ToolRegistry, tool
 from podactors.tools.files import FileTracker, read_file
-from podactors.worker import Step, Worker
+from podactors.agent.worker import Step, Worker
 
 __all__ = [
     "FAILURE_LIMIT",

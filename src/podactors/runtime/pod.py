@@ -14,11 +14,11 @@ committed as a system item: at once when idle (and it starts a turn), at the nex
 request boundary while a turn runs, so the log and the history agree on its place.
 
 With ``[compaction]`` in the manifest, every request goes through the prune projection
-(:mod:`podactors.prune`) and its decision is recorded as a metric entry right after the
+(:mod:`podactors.compaction.prune`) and its decision is recorded as a metric entry right after the
 step of the LLM call that sent it (with ``prune.post_request`` after a fire). A metric
 that cannot be written is a warning ``alert``, never a failed run.
 
-Compaction (:mod:`podactors.compactor`, also with ``[compaction]``): before a run starts
+Compaction (:mod:`podactors.compaction.compactor`, also with ``[compaction]``): before a run starts
 the pod checks ``threshold`` (best effort: a failure is a ``compact_failed`` event and the
 run goes on, on the old session); before every LLM request its interceptor checks
 ``request_threshold`` and makes the worker yield; the pod compacts, closes the run's part in
@@ -44,9 +44,9 @@ import msgspec
 import trio
 
 from podactors import protocol as proto
-from podactors import prune
+from podactors.compaction import prune
 from podactors.actor import Actor, ActorHandle
-from podactors.compactor import (
+from podactors.compaction.compactor import (
     RECENT_FILES,
     Compaction,
     CompactionTimings,
@@ -64,7 +64,7 @@ from podactors.errors import (
     ToolError,
 )
 from podactors.fanout import Fanout, Subscription
-from podactors.hooks import CONTINUE, Decision, Hooks, Pause
+from podactors.agent.hooks import CONTINUE, Decision, Hooks, Pause
 from podactors.items import (
     ConversationItem,
     HistoryItem,
@@ -91,7 +91,7 @@ from podactors.store.entries import (
 )
 from podactors.store.replay import SessionState
 from podactors.tools import Scope, ScopedFs, Tool, ToolContext, ToolRegistry, builtin_tools
-from podactors.worker import (
+from podactors.agent.worker import (
     LlmCallFinished,
     LlmCallStarted,
     Projection,

@@ -25,10 +25,10 @@ import trio
 from podactors import protocol as proto
 from podactors.errors import PodactorsError, SessionNotFound, SupervisorEscalated
 from podactors.fanout import Fanout
-from podactors.hooks import Hooks
+from podactors.agent.hooks import Hooks
 from podactors.llm.provider import Provider
 from podactors.manifest import Manifest
-from podactors.pod import Pod, PodHandle
+from podactors.runtime.pod import Pod, PodHandle
 from podactors.server import WebsocketServer, serve_websocket
 from podactors.store import FsStore
 from podactors.tools import Tool

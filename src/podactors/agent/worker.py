@@ -6,7 +6,7 @@ asked for (concurrently, results kept in call order) and repeats until the model
 Every finished LLM call and every batch of tool results is handed to ``on_step`` before
 the next request, so the owner can persist it first. An optional request projection
 (``project``) rewrites the items of each request, never the history itself (the prune
-projection of :mod:`podactors.prune` is one).
+projection of :mod:`podactors.compaction.prune` is one).
 
 Whatever ends a turn early (cancellation, a provider error, an abort) leaves a history
 a provider accepts on the next request: partial assistant text is kept and marked
@@ -25,7 +25,7 @@ import msgspec
 import trio
 
 from podactors.errors import StreamInterrupted, TurnAborted
-from podactors.hooks import Abort, Hooks, Nudge, Pause, Skip
+from podactors.agent.hooks import Abort, Hooks, Nudge, Pause, Skip
 from podactors.items import (
     ConversationItem,
     HistoryItem,
@@ -105,7 +105,7 @@ class Projection:
 
     ``items`` are sent instead of the history and must match it one for one (usage records
     index the history by length); ``note`` is whatever the owner wants back with the
-    step of the LLM call that sent them (e.g. a :data:`podactors.prune.PruneDecision`).
+    step of the LLM call that sent them (e.g. a :data:`podactors.compaction.prune.PruneDecision`).
     """
 
     items: list[HistoryItem]

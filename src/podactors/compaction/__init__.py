@@ -1,0 +1,1 @@
+"""Context management: token accounting, the prune projection, and compaction."""

@@ -1,0 +1,1 @@
+"""The pod runtime: pods, their active sessions, their events, and the supervisor."""
