@@ -31,8 +31,8 @@ from podactors.client import open_client
 from podactors.fanout import Fanout
 from podactors.llm.scripted import ScriptedProvider, ScriptedReply
 from podactors.manifest import Manifest
-from podactors.standin import StandinServer
 from podactors.runtime.supervisor import open_supervisor
+from podactors.testing import StandinServer
 
 ROUNDS = 20_000
 

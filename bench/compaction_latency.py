@@ -47,13 +47,13 @@ import msgspec
 import trio
 from floor import floor_write, percentile
 
+from podactors.compaction.tokens import item_bytes
 from podactors.items import Message, ToolCall, ToolResult
 from podactors.llm.anthropic import AnthropicProvider
 from podactors.llm.provider import Provider
 from podactors.llm.scripted import ScriptedProvider, ScriptedReply, ScriptedToolCall
 from podactors.manifest import Manifest
 from podactors.runtime.pod import CompactResult, Pod, PodHandle
-from podactors.standin import StandinServer
 from podactors.store import FsStore
 from podactors.store.entries import (
     Item,
@@ -67,7 +67,7 @@ from podactors.store.entries import (
     session_start,
 )
 from podactors.store.replay import SessionState
-from podactors.compaction.tokens import item_bytes
+from podactors.testing import StandinServer
 
 PHASES = ("occupancy", "split", "summary_input", "worker", "auto_read", "persist", "swap")
 STANDIN_SIZE = 1000

@@ -25,12 +25,12 @@ import httpx
 import msgspec
 import trio
 
+from podactors.agent.worker import Worker
 from podactors.items import Message
 from podactors.llm.anthropic import AnthropicProvider
 from podactors.llm.request import Request
 from podactors.llm.scripted import ScriptedProvider, ScriptedReply
-from podactors.standin import StandinServer
-from podactors.agent.worker import Worker
+from podactors.testing import StandinServer
 
 REQUEST = Request("You are terse.", [Message("user", "Tell me a long story.")])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from podactors.manifest import Manifest
-from podactors.standin import StandinServer
+from podactors.testing import StandinServer
 
 
 def standin_manifest(server: StandinServer, workdir: Path, *, extra: str = "") -> Manifest:

@@ -17,13 +17,13 @@ from podactors.store.entries import Extension, LogEntry
 from podactors.tools import (
     Scope,
     ScopedFs,
+    Task,
     TaskList,
     TaskSnapshot,
     ToolContext,
     ToolRegistry,
     builtin_tools,
 )
-from podactors.tools.tasks import Task
 
 
 @pytest.fixture

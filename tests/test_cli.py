@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import trio
 from click.testing import CliRunner, Result
+from demo_store import build_demo_store
 
 from podactors.cli import main
-from podactors.demo_store import build_demo_store
 from podactors.store import FsStore
 from podactors.store.fs import SessionInfo
 

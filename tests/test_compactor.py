@@ -45,9 +45,9 @@ from podactors.llm.scripted import (
 )
 from podactors.manifest import CompactionConfig
 from podactors.runtime.pod import Pod, PodHandle
-from podactors.standin import StandinServer
 from podactors.store import FsStore
 from podactors.store.entries import Origin, Outcome, UserInput
+from podactors.testing import StandinServer
 from podactors.tools import Scope, ScopedFs, ToolOutput, tool
 
 CONTENT = "x" * 4000

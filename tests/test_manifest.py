@@ -15,7 +15,11 @@ from podactors.manifest import (
     MemoryConfig,
     ModelConfig,
     PermissionRule,
+    PermissionsConfig,
+    PodConfig,
     ScopeConfig,
+    WorkerConfig,
+    find_project_manifest,
     load_manifest,
 )
 
@@ -27,6 +31,14 @@ name = "alice"
 target = "."
 permission = "write"
 """
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point ``~`` at an empty directory, so no test reads the real user layer."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    return home
 
 
 def write(path: Path, text: str) -> Path:
@@ -192,8 +204,8 @@ def test_minimal_manifest_has_every_documented_default(tmp_path: Path) -> None:
     assert manifest.scope.deny == ()
 
 
-def test_empty_optional_tables_get_documented_defaults() -> None:
-    manifest = Manifest.from_toml(MINIMAL + "[compaction]\n[memory]\n[permissions]\n")
+def test_empty_optional_table_gets_documented_defaults() -> None:
+    manifest = Manifest.from_toml(MINIMAL + "[compaction]\n")
     assert manifest.compaction == CompactionConfig(
         threshold=None,
         request_threshold=None,
@@ -205,7 +217,10 @@ def test_empty_optional_tables_get_documented_defaults() -> None:
         prune_min_savings=4096,
         model=None,
     )
-    assert manifest.memory == MemoryConfig(
+
+
+def test_tables_not_in_effect_have_documented_defaults_in_code() -> None:
+    assert MemoryConfig() == MemoryConfig(
         dir=Path(".podactors/memory"),
         extract_threshold=30000,
         idle_after_seconds=900,
@@ -213,9 +228,7 @@ def test_empty_optional_tables_get_documented_defaults() -> None:
         consolidate_threshold_bytes=1048576,
         model=None,
     )
-    assert manifest.permissions is not None
-    assert manifest.permissions.default == "allow"
-    assert manifest.permissions.rules == ()
+    assert PermissionsConfig() == PermissionsConfig(default="allow", rules=())
 
 
 def test_scope_rule_defaults_are_read_and_recursive() -> None:
@@ -224,20 +237,64 @@ def test_scope_rule_defaults_are_read_and_recursive() -> None:
     assert DenyRule("secrets").permission == "read"
 
 
-def test_permission_rules_are_read_from_rule_array() -> None:
-    text = MINIMAL + '[permissions]\ndefault = "ask"\n[[permissions.rule]]\ntool = "bash"\n'
-    text += 'pattern = "rm *"\naction = "deny"\n'
-    permissions = Manifest.from_toml(text).permissions
-    assert permissions is not None
-    assert permissions.default == "ask"
-    assert permissions.rules == (PermissionRule(tool="bash", pattern="rm *", action="deny"),)
+NOT_IN_EFFECT = {
+    "memory": "memory: not in effect yet in this version (memories are not extracted); "
+    "remove the table",
+    "permissions": "permissions: not in effect yet in this version "
+    "(tool permissions are not enforced); remove the table",
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "table"),
+    [
+        ("[memory]\n", "memory"),
+        ('[memory]\ndir = "notes"\n', "memory"),
+        ('[memory.model]\nmodel = "small"\n', "memory"),
+        ("[permissions]\n", "permissions"),
+        ('[permissions]\ndefault = "ask"\n', "permissions"),
+        ('[[permissions.rule]]\ntool = "bash"\naction = "deny"\n', "permissions"),
+    ],
+)
+def test_table_not_in_effect_is_refused(tmp_path: Path, text: str, table: str) -> None:
+    error = load_error(tmp_path, MINIMAL + text)
+    assert error.key == table
+    assert str(error) == f"{tmp_path / 'pod.toml'}: {NOT_IN_EFFECT[table]}"
+
+
+def test_table_not_in_effect_names_the_layer_that_set_it(
+    cascade: dict[str, Path],
+) -> None:
+    write(cascade["user"], "[memory]\nextract_threshold = 0\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(cascade["explicit"], cwd=cascade["cwd"])
+    assert str(info.value) == f"{cascade['user']}: {NOT_IN_EFFECT['memory']}"
+
+
+def test_overlay_setting_a_table_not_in_effect_is_refused() -> None:
+    with pytest.raises(ManifestError) as info:
+        Manifest.from_toml(MINIMAL).with_overlay({"permissions": {"default": "deny"}})
+    assert str(info.value) == f"<overlay>: {NOT_IN_EFFECT['permissions']}"
+
+
+def test_permission_rules_keep_their_toml_key_through_an_overlay(tmp_path: Path) -> None:
+    rules = (PermissionRule(tool="bash", pattern="rm *", action="deny"),)
+    manifest = Manifest(
+        pod=PodConfig("bob", workdir=tmp_path),
+        scope=ScopeConfig(allow=[AllowRule(tmp_path, "write")]),
+        permissions=PermissionsConfig(default="ask", rules=rules),
+    )
+    assert manifest.with_overlay({"worker": {"max_turns": 2}}).permissions == (
+        PermissionsConfig(default="ask", rules=rules)
+    )
 
 
 def test_memory_dir_is_relative_to_workdir(tmp_path: Path) -> None:
-    text = '[pod]\nname = "a"\nworkdir = "work"\n[[scope.allow]]\ntarget = "."\n[memory]\n'
-    manifest = Manifest.from_toml(text, base_dir=tmp_path)
-    assert manifest.memory is not None
-    assert manifest.memory.dir == Path(".podactors/memory")
+    manifest = Manifest(
+        pod=PodConfig("a", workdir=tmp_path / "work"),
+        scope=ScopeConfig(allow=[AllowRule(tmp_path)]),
+        memory=MemoryConfig(),
+    )
     assert manifest.memory_dir() == tmp_path / "work" / ".podactors/memory"
 
 
@@ -313,6 +370,11 @@ def test_allow_rule_with_bad_permission_raises_manifest_error() -> None:
         AllowRule("src/", "execute")  # type: ignore[arg-type]
 
 
+def test_classes_built_in_code_check_their_field_types() -> None:
+    with pytest.raises(ManifestError, match="max_turns: expected an integer, got '5'"):
+        WorkerConfig(max_turns="5")  # type: ignore[arg-type]
+
+
 def test_scope_config_without_allow_rule_raises() -> None:
     with pytest.raises(ManifestError, match="at least one"):
         ScopeConfig(allow=())
@@ -367,9 +429,8 @@ def test_missing_instruction_file_names_key_and_manifest(tmp_path: Path) -> None
 
 
 @pytest.fixture
-def cascade(tmp_path: Path) -> dict[str, Path]:
+def cascade(tmp_path: Path, home: Path) -> dict[str, Path]:
     """A home config, a project with a nested cwd, and an explicit file elsewhere."""
-    home = tmp_path / "home"
     project = tmp_path / "project"
     cwd = project / "src" / "deep"
     cwd.mkdir(parents=True)
@@ -410,7 +471,6 @@ def test_cascade_merges_all_layers(cascade: dict[str, Path]) -> None:
     manifest = load_manifest(
         cascade["explicit"],
         cwd=cascade["cwd"],
-        home=cascade["home"],
         overlay={"worker": {"max_turns": 3}, "scope": {"allow": [AllowRule("extra", "read")]}},
     )
     assert manifest.source == cascade["explicit"]
@@ -438,7 +498,7 @@ def test_cascade_merges_all_layers(cascade: dict[str, Path]) -> None:
 def test_cascade_finds_nearest_project_manifest_from_nested_cwd(
     cascade: dict[str, Path],
 ) -> None:
-    manifest = load_manifest(cwd=cascade["cwd"], home=cascade["home"])
+    manifest = load_manifest(cwd=cascade["cwd"])
     assert manifest.source == cascade["project_file"]
     assert manifest.pod.name == "proj"
     assert manifest.worker.max_turns == 9
@@ -447,7 +507,6 @@ def test_cascade_finds_nearest_project_manifest_from_nested_cwd(
 def test_cascade_without_files_uses_defaults_and_overlay(tmp_path: Path) -> None:
     manifest = load_manifest(
         cwd=tmp_path,
-        home=tmp_path / "nohome",
         overlay={"pod": {"name": "solo"}, "scope": {"allow": [{"target": "."}]}},
     )
     assert manifest.source is None
@@ -458,7 +517,7 @@ def test_cascade_without_files_uses_defaults_and_overlay(tmp_path: Path) -> None
 def test_error_in_home_layer_names_home_file(cascade: dict[str, Path]) -> None:
     write(cascade["user"], "[worker]\nmax_tokns = 10\n")
     with pytest.raises(ManifestError) as info:
-        load_manifest(cascade["explicit"], cwd=cascade["cwd"], home=cascade["home"])
+        load_manifest(cascade["explicit"], cwd=cascade["cwd"])
     assert info.value.file == cascade["user"]
     assert info.value.key == "worker.max_tokns"
     assert "did you mean 'max_tokens'?" in str(info.value)
@@ -469,7 +528,7 @@ def test_type_error_after_merge_names_the_layer_that_set_the_key(
 ) -> None:
     write(cascade["user"], '[worker]\ntemperature = "warm"\n')
     with pytest.raises(ManifestError) as info:
-        load_manifest(cascade["explicit"], cwd=cascade["cwd"], home=cascade["home"])
+        load_manifest(cascade["explicit"], cwd=cascade["cwd"])
     assert info.value.file == cascade["user"]
     assert info.value.key == "worker.temperature"
     assert "\n" not in str(info.value)
@@ -478,7 +537,7 @@ def test_type_error_after_merge_names_the_layer_that_set_the_key(
 def test_bad_rule_in_unioned_list_names_its_own_layer(cascade: dict[str, Path]) -> None:
     write(cascade["project_file"], '[[scope.allow]]\ntarget = "."\npermission = "all"\n')
     with pytest.raises(ManifestError) as info:
-        load_manifest(cascade["explicit"], cwd=cascade["cwd"], home=cascade["home"])
+        load_manifest(cascade["explicit"], cwd=cascade["cwd"])
     assert info.value.key == "scope.allow[1].permission"
     assert info.value.file == cascade["project_file"]
 
@@ -486,13 +545,18 @@ def test_bad_rule_in_unioned_list_names_its_own_layer(cascade: dict[str, Path]) 
 def test_bad_overlay_value_names_overlay(tmp_path: Path) -> None:
     file = write(tmp_path / "pod.toml", MINIMAL)
     with pytest.raises(ManifestError) as info:
-        load_manifest(file, cwd=tmp_path, home=tmp_path, overlay={"worker": {"max_turns": "x"}})
+        load_manifest(file, cwd=tmp_path, overlay={"worker": {"max_turns": "x"}})
     assert str(info.value) == "<overlay>: worker.max_turns: expected an integer, got 'x'"
+
+
+def test_find_project_manifest_walks_up_to_the_nearest(cascade: dict[str, Path]) -> None:
+    assert find_project_manifest(cascade["cwd"]) == cascade["project_file"]
+    assert find_project_manifest(cascade["root"]) is None
 
 
 def test_explicit_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="cannot read manifest"):
-        load_manifest("missing.toml", cwd=tmp_path, home=tmp_path)
+        load_manifest("missing.toml", cwd=tmp_path)
 
 
 # --- overlays --------------------------------------------------------------------------------
@@ -510,8 +574,8 @@ def test_with_overlay_replaces_scalars_and_keeps_source(tmp_path: Path) -> None:
 
 
 def test_with_overlay_none_removes_a_table() -> None:
-    manifest = Manifest.from_toml(MINIMAL + "[memory]\n")
-    assert manifest.with_overlay({"memory": None}).memory is None
+    manifest = Manifest.from_toml(MINIMAL + "[compaction]\n")
+    assert manifest.with_overlay({"compaction": None}).compaction is None
 
 
 def test_with_overlay_error_names_overlay() -> None:
@@ -522,8 +586,6 @@ def test_with_overlay_error_names_overlay() -> None:
 
 
 def test_with_overlay_on_programmatic_manifest(tmp_path: Path) -> None:
-    from podactors.manifest import PodConfig
-
     manifest = Manifest(
         pod=PodConfig("bob", workdir=tmp_path),
         scope=ScopeConfig(allow=[AllowRule(tmp_path, "write")]),

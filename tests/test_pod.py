@@ -8,16 +8,16 @@ import trio.testing
 from standin_pods import standin_manifest
 
 from podactors import protocol as proto
+from podactors.agent.worker import INTERRUPTED
 from podactors.errors import PodError
 from podactors.items import Message, Notification, ToolResult
 from podactors.llm.scripted import ScriptedReply, ScriptedToolCall
 from podactors.manifest import Manifest
 from podactors.runtime.pod import Pod, PodHandle
-from podactors.standin import StandinServer
 from podactors.store import FsStore
 from podactors.store.entries import Outcome, SessionStart, SystemItem, TurnEnd, Usage, UserInput
+from podactors.testing import StandinServer
 from podactors.tools import tool
-from podactors.agent.worker import INTERRUPTED
 
 
 def manifest_for(server: StandinServer, workdir) -> Manifest:

@@ -10,15 +10,7 @@ import trio
 from standin_pods import standin_manifest
 
 from podactors import protocol as proto
-from podactors.items import HistoryItem, Message, ToolCall, ToolResult
-from podactors.llm.scripted import (
-    ScriptedProvider,
-    ScriptedReply,
-    ScriptedToolCall,
-    ScriptedUsage,
-)
-from podactors.manifest import Manifest
-from podactors.runtime.pod import Pod, PodHandle
+from podactors.agent.worker import Projection, Step, Worker
 from podactors.compaction.prune import (
     METRICS_DOMAIN,
     Fire,
@@ -31,12 +23,20 @@ from podactors.compaction.prune import (
     metrics_from_extensions,
     project,
 )
-from podactors.standin import StandinServer
+from podactors.compaction.tokens import TokenTimeline, item_bytes
+from podactors.items import HistoryItem, Message, ToolCall, ToolResult
+from podactors.llm.scripted import (
+    ScriptedProvider,
+    ScriptedReply,
+    ScriptedToolCall,
+    ScriptedUsage,
+)
+from podactors.manifest import Manifest
+from podactors.runtime.pod import Pod, PodHandle
 from podactors.store import FsStore
 from podactors.store.entries import Extension, Item, Usage
-from podactors.compaction.tokens import TokenTimeline, item_bytes
+from podactors.testing import StandinServer
 from podactors.tools import ToolOutput, tool
-from podactors.agent.worker import Projection, Step, Worker
 
 SUMMARY = "tool result summary"
 CONTENT = "x" * 2048

@@ -17,8 +17,8 @@ from podactors.llm.scripted import ScriptedReply, ScriptedToolCall
 from podactors.manifest import Manifest
 from podactors.runtime.pod import Pod, PodHandle
 from podactors.server import WebsocketServer, serve_websocket
-from podactors.standin import StandinServer
 from podactors.store import FsStore
+from podactors.testing import StandinServer
 from podactors.tools import tool
 
 TOKEN = "test-token-0123456789"

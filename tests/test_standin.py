@@ -11,7 +11,7 @@ from podactors.llm.anthropic import AnthropicProvider
 from podactors.llm.request import Request
 from podactors.llm.scripted import ScriptedReply, ScriptedToolCall, ScriptedUsage
 from podactors.llm.transport import RetryPolicy
-from podactors.standin import StandinServer
+from podactors.testing import StandinServer
 
 REPLIES = [
     ScriptedReply(

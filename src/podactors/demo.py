@@ -27,10 +27,10 @@ from podactors.errors import PodactorsError
 from podactors.llm.scripted import ScriptedReply, ScriptedToolCall, ScriptedUsage
 from podactors.manifest import Manifest
 from podactors.runtime.pod import PodHandle, RunResult, RunTicket
-from podactors.standin import StandinServer
+from podactors.runtime.supervisor import open_supervisor
 from podactors.store import FsStore
 from podactors.store.fs import SessionInfo
-from podactors.runtime.supervisor import open_supervisor
+from podactors.testing import StandinServer
 
 POD_NAME = "demo"
 PROJECT_DIR = "demo-project"

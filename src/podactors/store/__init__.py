@@ -9,6 +9,7 @@ from podactors.store.fs import (
     StoreStatistics,
     VerifyReport,
 )
+from podactors.store.protocol import Store
 from podactors.store.replay import SessionState, fold
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "SessionInfo",
     "SessionRef",
     "SessionState",
+    "Store",
     "StoreStatistics",
     "VerifyReport",
     "fold",

@@ -39,13 +39,8 @@ from podactors.errors import (
     StoreFormatError,
     StoreLocked,
 )
-from podactors.store.diskio import (
-    append_durable,
-    exclusive_lock,
-    is_temp,
-    truncate,
-    write_atomic,
-)
+from podactors.fileio import is_temp, write_atomic
+from podactors.store.diskio import append_durable, exclusive_lock, truncate
 from podactors.store.entries import LogEntry, Origin, SessionStart
 from podactors.store.objects import ObjectDir
 from podactors.store.refs import RefFile, RefHeader, SpineSegment, encode_ref, frame, parse_ref

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from podactors.errors import CorruptSegment
-from podactors.store.diskio import is_temp, write_atomic
+from podactors.fileio import is_temp, write_atomic
 from podactors.store.segments import object_hash, verify_object
 
 

@@ -7,9 +7,7 @@ See ``docs/tools.md``. :func:`builtin_tools` returns every builtin tool; build a
 from __future__ import annotations
 
 from podactors.tools.base import (
-    DEFAULT_TOOL_OUTPUT_MAX_BYTES,
     Tool,
-    ToolContext,
     ToolError,
     ToolOutput,
     ToolRegistry,
@@ -17,10 +15,13 @@ from podactors.tools.base import (
     tool,
     truncate_utf8,
 )
-from podactors.tools.files import FileStamp, FileTracker, file_tools
+from podactors.tools.context import DEFAULT_TOOL_OUTPUT_MAX_BYTES, ToolContext
+from podactors.tools.files import file_tools
 from podactors.tools.scope import Scope, ScopedFs, ScopeError
 from podactors.tools.shell import shell_tools
-from podactors.tools.tasks import Task, TaskList, TaskNotFound, TaskSnapshot, task_tools
+from podactors.tools.tasklist import Task, TaskList, TaskNotFound, TaskSnapshot
+from podactors.tools.tasks import task_tools
+from podactors.tools.tracker import FileStamp, FileTracker
 
 __all__ = [
     "DEFAULT_TOOL_OUTPUT_MAX_BYTES",

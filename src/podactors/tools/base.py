@@ -10,7 +10,7 @@ tool become error results the model can read and act on; only cancellation (and 
 ``BaseException`` that are not ``Exception``) propagate.
 
 Parameters whose name is in the tool's context set (``ctx`` by default) are not part of the
-schema; the registry passes the :class:`ToolContext` for them.
+schema; the registry passes the :class:`~podactors.tools.context.ToolContext` for them.
 
 :class:`ToolSpec` is the LLM layer's :class:`podactors.llm.request.ToolSpec`, re-exported here
 so there is one spec type: a registry is what the worker's ``ToolRunner`` expects.
@@ -23,8 +23,7 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias, overload
+from typing import Any, TypeAlias, overload
 
 import attrs
 import msgspec
@@ -33,18 +32,12 @@ import trio
 from podactors.errors import ToolError
 from podactors.items import ToolCall, ToolResult
 from podactors.llm.request import ToolSpec
-from podactors.tools.scope import ScopedFs
-
-if TYPE_CHECKING:
-    from podactors.tools.files import FileTracker
-    from podactors.tools.tasks import TaskList
+from podactors.tools.context import DEFAULT_TOOL_OUTPUT_MAX_BYTES, ToolContext
 
 __all__ = [
     "DEFAULT_CONTEXT_PARAMS",
-    "DEFAULT_TOOL_OUTPUT_MAX_BYTES",
     "SUMMARY_MAX_CHARS",
     "Tool",
-    "ToolContext",
     "ToolError",
     "ToolFunction",
     "ToolOutput",
@@ -56,8 +49,6 @@ __all__ = [
 
 #: Parameter names that receive the :class:`ToolContext` instead of a model argument.
 DEFAULT_CONTEXT_PARAMS = frozenset({"ctx"})
-#: The default cap on a tool result's content (``[worker] tool_output_max_bytes``).
-DEFAULT_TOOL_OUTPUT_MAX_BYTES = 65536
 #: How long a summary made from plain text output may be, in characters.
 SUMMARY_MAX_CHARS = 200
 
@@ -75,38 +66,6 @@ class ToolOutput(msgspec.Struct, frozen=True):
     summary: str
     content: str | None = None
     is_error: bool = False
-
-
-def _new_file_tracker() -> FileTracker:
-    from podactors.tools.files import FileTracker
-
-    return FileTracker()
-
-
-def _new_task_list() -> TaskList:
-    from podactors.tools.tasks import TaskList
-
-    return TaskList()
-
-
-@attrs.frozen
-class ToolContext:
-    """What a running tool may use besides its arguments.
-
-    ``fs`` is the only way builtin tools touch files; ``tool_output_max_bytes`` caps result
-    content; ``files`` is the session's file tracker (what the pod has read, for
-    ``edit_file``'s freshness check); ``tasks`` is the session's task list.
-    """
-
-    fs: ScopedFs
-    tool_output_max_bytes: int = DEFAULT_TOOL_OUTPUT_MAX_BYTES
-    files: FileTracker = attrs.field(factory=_new_file_tracker)
-    tasks: TaskList = attrs.field(factory=_new_task_list)
-
-    @property
-    def workdir(self) -> Path:
-        """The pod's working directory (where relative paths and ``bash`` start)."""
-        return self.fs.workdir
 
 
 # --- building tools ----------------------------------------------------------------------

@@ -3,21 +3,21 @@
 Every file access goes through the context's :class:`~podactors.tools.scope.ScopedFs`, so
 the pod's scope applies. :class:`FileTracker` remembers what the pod has read or written in
 this session, so ``edit_file`` refuses to edit a file the pod has not seen or that changed
-since it last did.
+since it last did; it lives in :mod:`podactors.tools.tracker` and is re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import threading
 from pathlib import Path
 from typing import Annotated
 
 import msgspec
 
-from podactors.tools.base import Tool, ToolContext, ToolError, ToolOutput, tool
+from podactors.tools.base import Tool, ToolError, ToolOutput, tool
+from podactors.tools.context import ToolContext
 from podactors.tools.scope import glob_regex, split_lines
+from podactors.tools.tracker import FileStamp, FileTracker
 
 __all__ = [
     "GLOB_MAX_RESULTS",
@@ -40,47 +40,6 @@ GLOB_MAX_RESULTS = 100
 #: Files larger than this are skipped by ``grep``.
 GREP_MAX_FILE_BYTES = 10 * 1024 * 1024
 _BINARY_SNIFF_BYTES = 8192
-
-
-class FileStamp(msgspec.Struct, frozen=True):
-    """What the pod last saw of a file: size, modification time and a content digest."""
-
-    size: int
-    mtime_ns: int
-    digest: str
-
-    @classmethod
-    def of(cls, data: bytes, mtime_ns: int) -> FileStamp:
-        """The stamp of a file whose content is ``data``."""
-        return cls(len(data), mtime_ns, hashlib.blake2b(data, digest_size=16).hexdigest())
-
-
-class FileTracker:
-    """The session's record of the files the pod has read or written (thread-safe).
-
-    Keys are canonical real paths. ``edit_file`` compares the stored digest with the file's
-    current content; :meth:`recent_files` feeds compaction's list of recently touched files.
-    """
-
-    def __init__(self) -> None:
-        self._stamps: dict[Path, FileStamp] = {}
-        self._lock = threading.Lock()
-
-    def record(self, real_path: Path, stamp: FileStamp) -> None:
-        """Remember ``stamp`` as what the pod now knows of ``real_path``."""
-        with self._lock:
-            self._stamps.pop(real_path, None)
-            self._stamps[real_path] = stamp
-
-    def stamp(self, real_path: Path) -> FileStamp | None:
-        """What the pod last saw of ``real_path``, or ``None`` if it never read it."""
-        with self._lock:
-            return self._stamps.get(real_path)
-
-    def recent_files(self, count: int) -> list[Path]:
-        """Up to ``count`` paths, the most recently touched first."""
-        with self._lock:
-            return list(reversed(self._stamps))[:count]
 
 
 def _is_binary(data: bytes) -> bool:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import stat as stat_module
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Literal
 import attrs
 
 from podactors.errors import ScopeError
+from podactors.fileio import write_atomic
 from podactors.manifest import AllowRule, DenyRule, Permission, ScopeConfig, ScopeRule
 
 __all__ = [
@@ -237,7 +237,7 @@ class ScopedFs:
         """
         real = self.check(path, "write")
         real.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(real, text.encode("utf-8"))
+        write_atomic(real, text.encode("utf-8"), mode=_mode_of(real))
         return real
 
     def exists(self, path: str | os.PathLike[str]) -> bool:
@@ -368,21 +368,9 @@ def _split_pattern(pattern: str) -> tuple[str, str]:
     return prefix, "/".join(rest)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` via a temp file and a rename, keeping its mode."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+def _mode_of(path: Path) -> int | None:
+    """The permission bits of an existing file, ``None`` when there is none."""
     try:
-        mode = stat_module.S_IMODE(path.stat().st_mode)
+        return stat_module.S_IMODE(path.stat().st_mode)
     except FileNotFoundError:
-        mode = 0o644
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        return None

@@ -24,7 +24,8 @@ import attrs
 import msgspec
 import trio
 
-from podactors.tools.base import Tool, ToolContext, ToolOutput, tool, truncate_utf8
+from podactors.tools.base import Tool, ToolOutput, tool, truncate_utf8
+from podactors.tools.context import ToolContext
 
 __all__ = ["BASH", "CommandResult", "bash", "run_command", "shell_tools"]
 

@@ -1,9 +1,8 @@
-"""A demo session store, built offline: what a pod would have written, step by step.
+"""A session store built offline for the CLI tests: what a pod would have written.
 
-Until the pod runtime exists, ``podactors demo`` uses this module to show the session
-store at work: one agent session of two turns (reading a file, running tests, fixing a
-failure), appended one step at a time the way a pod persists a run, then forked at its
-head and in the middle, and compacted into a new session whose origin is the old head.
+One agent session of two turns (reading a file, running tests, fixing a failure), appended
+one step at a time the way a pod persists a run, then forked at its head and in the middle,
+and compacted into a new session whose origin is the old head.
 """
 
 from __future__ import annotations
