@@ -53,7 +53,8 @@ from podactors.llm.anthropic import AnthropicProvider
 from podactors.llm.provider import Provider
 from podactors.llm.scripted import ScriptedProvider, ScriptedReply, ScriptedToolCall
 from podactors.manifest import Manifest
-from podactors.runtime.pod import CompactResult, Pod, PodHandle
+from podactors.protocol import CompactResult
+from podactors.runtime.pod import Pod
 from podactors.store import FsStore
 from podactors.store.entries import (
     Item,
@@ -257,7 +258,7 @@ async def compact_once(
     pod = Pod(manifest, store, provider=provider)
     pod.adopt(state)
     async with trio.open_nursery() as nursery:
-        handle = PodHandle(pod, await nursery.start(pod.run))
+        handle = await nursery.start(pod.run)
         with trio.fail_after(120):
             began = time.perf_counter()
             result = await handle.compact()
@@ -286,9 +287,9 @@ async def bench_size(
         elapsed, result, pod = await compact_once(manifest, store, state, provider_for_round())
         assert state.session_id is not None
         start = SessionStart(
-            system_prompt=pod.worker.system_prompt,
-            config=pod.worker.config,
-            history=list(pod.worker.history),
+            system_prompt=pod.session.transcript.system_prompt,
+            config=pod.session.transcript.config,
+            history=list(pod.session.history),
             origin=Origin("compacted_from", state.session_id, head=state.head),
             created_at=time.time(),
         )

@@ -5,10 +5,13 @@ response of ``--deltas`` text deltas it measures, interleaved in one run:
 
 * raw:      httpx POST + reading the whole streamed body (the floor),
 * provider: ``AnthropicProvider.stream`` (SSE decoding, JSON per event, assembly),
-* worker:   ``Worker.run`` over that provider (hooks, steps, event fan-out),
+* conversation: a worker turn hosted in memory (``Conversation.run``: hooks, steps),
+* pod:      the same turn through a pod on a real store: the worker actor's gate, steps
+            and batched events travel as messages to the pod, which persists every step
+            and publishes every event to its fan-out,
 
-and prints medians, events/s and ratios to the floor. Against the scripted provider
-it prints the worker's own cost per LLM call (a one-word reply, and a reply of
+and prints medians, events/s and ratios to the floor and to the provider alone. Against
+the scripted provider it prints the worker's own cost per LLM call (a one-word reply, and a reply of
 ``--deltas`` words).
 
     python bench/engine_bench.py [--deltas 2000] [--rounds 30] [--json]
@@ -18,21 +21,35 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import msgspec
 import trio
 
-from podactors.agent.worker import Worker
+from podactors.agent.conversation import Conversation
 from podactors.items import Message
 from podactors.llm.anthropic import AnthropicProvider
 from podactors.llm.request import Request
 from podactors.llm.scripted import ScriptedProvider, ScriptedReply
+from podactors.manifest import Manifest
+from podactors.runtime.pod import Pod
+from podactors.store import FsStore
 from podactors.testing import StandinServer
 
 REQUEST = Request("You are terse.", [Message("user", "Tell me a long story.")])
+
+
+def pod_manifest(url: str, workdir: Path) -> Manifest:
+    """A pod on the stand-in at ``url``, with no tools in play."""
+    return Manifest.from_toml(
+        f'[pod]\nname = "bench"\n[model]\nprovider = "anthropic"\nbase_url = "{url}"\n'
+        '[[scope.allow]]\ntarget = "."\npermission = "read"\n',
+        base_dir=workdir,
+    )
 
 
 def long_reply(words: int) -> ScriptedReply:
@@ -47,7 +64,7 @@ async def timed(fn: Callable[[], Awaitable[object]]) -> float:
 
 async def bench_http(deltas: int, rounds: int) -> dict[str, float]:
     reply = long_reply(deltas)
-    server = StandinServer([reply] * (3 * rounds + 3))
+    server = StandinServer([reply] * (4 * rounds + 4))
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         client = httpx.AsyncClient()
@@ -62,16 +79,29 @@ async def bench_http(deltas: int, rounds: int) -> dict[str, float]:
         async def through_provider() -> None:
             await provider.stream(REQUEST)
 
-        async def through_worker() -> None:
-            await Worker(provider, system_prompt="You are terse.").run("Tell me a long story.")
+        async def through_conversation() -> None:
+            await Conversation(provider, system_prompt="You are terse.").run(
+                "Tell me a long story."
+            )
 
-        samples: dict[str, list[float]] = {"raw": [], "provider": [], "worker": []}
-        for fn in (raw, through_provider, through_worker):  # warm the connection pool
+        store_dir = Path(tempfile.mkdtemp(prefix="engine-bench-"))
+        store = FsStore(store_dir / "store")
+
+        async def through_pod() -> float:
+            pod = Pod(pod_manifest(server.url, store_dir), store, provider=provider)
+            handle = await nursery.start(pod.run)
+            elapsed = await timed(lambda: handle.run("Tell me a long story."))
+            await handle.shutdown()
+            return elapsed
+
+        samples: dict[str, list[float]] = {"raw": [], "provider": [], "worker": [], "pod": []}
+        for fn in (raw, through_provider, through_conversation, through_pod):  # warm up
             await fn()
         for _ in range(rounds):
             samples["raw"].append(await timed(raw))
             samples["provider"].append(await timed(through_provider))
-            samples["worker"].append(await timed(through_worker))
+            samples["worker"].append(await timed(through_conversation))
+            samples["pod"].append(await through_pod())
         await client.aclose()
         nursery.cancel_scope.cancel()
     medians = {name: statistics.median(values) for name, values in samples.items()}
@@ -82,7 +112,10 @@ async def bench_http(deltas: int, rounds: int) -> dict[str, float]:
         "worker_ms": medians["worker"] * 1e3,
         "provider_ratio": medians["provider"] / medians["raw"],
         "worker_ratio": medians["worker"] / medians["raw"],
-        "events_per_s": deltas / medians["worker"],
+        "pod_ms": medians["pod"] * 1e3,
+        "pod_ratio": medians["pod"] / medians["raw"],
+        "pod_over_provider": medians["pod"] / medians["provider"],
+        "events_per_s": deltas / medians["pod"],
     }
 
 
@@ -92,8 +125,8 @@ async def bench_scripted(deltas: int, rounds: int) -> dict[str, float]:
         provider = ScriptedProvider([reply] * (rounds + 1))
         samples = []
         for _ in range(rounds):
-            worker = Worker(provider)
-            samples.append(await timed(lambda w=worker: w.run("go")))
+            conversation = Conversation(provider)
+            samples.append(await timed(lambda c=conversation: c.run("go")))
         results[f"scripted_{label}_us"] = statistics.median(samples) * 1e6
     return results
 
@@ -110,7 +143,9 @@ def print_table(row: dict[str, float]) -> None:
         ("raw httpx read (floor)", f"{row['raw_ms']:.2f} ms"),
         ("provider stream", f"{row['provider_ms']:.2f} ms  ({row['provider_ratio']:.2f}x)"),
         ("worker turn over HTTP", f"{row['worker_ms']:.2f} ms  ({row['worker_ratio']:.2f}x)"),
-        ("events/s through the worker", f"{row['events_per_s']:,.0f}"),
+        ("pod turn over HTTP", f"{row['pod_ms']:.2f} ms  ({row['pod_ratio']:.2f}x)"),
+        ("pod turn / provider stream", f"{row['pod_over_provider']:.3f}x"),
+        ("events/s through the pod", f"{row['events_per_s']:,.0f}"),
         ("worker turn, scripted 1-word", f"{row['scripted_short_us']:.0f} us"),
         (f"worker turn, scripted {row['deltas']:.0f}-word", f"{row['scripted_long_us']:.0f} us"),
     ]

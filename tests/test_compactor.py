@@ -18,14 +18,23 @@ import trio.testing
 from standin_pods import standin_manifest
 
 from podactors import protocol as proto
+from podactors.actor import ActorHandle
 from podactors.compaction.compactor import (
-    Compaction,
+    Compact,
+    Compacted,
+    CompactionFailed,
     Compactor,
+    Due,
+    GetStatistics,
+)
+from podactors.compaction.summariser import (
+    Summariser,
     conversation_text,
     summary_input,
     tail_start,
 )
-from podactors.errors import CompactError, PodError
+from podactors.errors import PodError
+from podactors.handle import PodHandle
 from podactors.items import (
     FileAttachment,
     HistoryItem,
@@ -35,6 +44,7 @@ from podactors.items import (
     ToolCall,
     ToolResult,
 )
+from podactors.llm import create_provider
 from podactors.llm.events import LlmResponse
 from podactors.llm.request import Request
 from podactors.llm.scripted import (
@@ -44,7 +54,7 @@ from podactors.llm.scripted import (
     ScriptedUsage,
 )
 from podactors.manifest import CompactionConfig
-from podactors.runtime.pod import Pod, PodHandle
+from podactors.runtime.pod import Pod
 from podactors.store import FsStore
 from podactors.store.entries import Origin, Outcome, UserInput
 from podactors.testing import StandinServer
@@ -88,6 +98,18 @@ def summariser(summary: str = "We did one thing.") -> list[ScriptedReply]:
     return [reply(tools=[call("write_summary", text=summary)]), reply("ok")]
 
 
+SUMMARISER_MODEL = '[compaction.model]\nprovider = "anthropic"\nmodel = "summariser"\n'
+
+
+def summarising_with(provider):
+    """A provider factory: ``provider`` for the summariser's model, the real thing else."""
+
+    def build(model):
+        return provider if model.model == "summariser" else create_provider(model)
+
+    return build
+
+
 def manifest_for(server: StandinServer, workdir, compaction: str | None, extra: str = ""):
     table = "" if compaction is None else f"[compaction]\n{compaction}\n{extra}"
     return standin_manifest(server, workdir, extra=table)
@@ -123,7 +145,7 @@ async def start_pod(
     store = FsStore(workdir / "store")
     manifest = manifest_for(server, workdir, compaction, extra)
     pod = Pod(manifest, store, tools=[big_tool], **pod_args)
-    handle = PodHandle(pod, await nursery.start(pod.run))
+    handle = await nursery.start(pod.run)
     recorder = Recorder()
     await nursery.start(recorder.record, handle)
     return handle, pod, server, store, recorder
@@ -190,39 +212,61 @@ def test_the_summary_input_leaves_out_the_oldest_entries_to_fit() -> None:
     assert "earlier entries left out]" in text
 
 
-def compactor(**settings) -> Compactor:
+async def start_compactor(nursery, replies, **settings):
+    """A compactor (summarising with ``replies``) and the inbox its outcomes reach."""
     fs = ScopedFs(Scope([]), ".")
-    return Compactor(CompactionConfig(**settings), fs, provider=ScriptedProvider([]))
+    config = CompactionConfig(**settings)
+    summariser = Summariser(
+        config, fs, provider=ScriptedProvider(replies), model="", provider_factory=create_provider
+    )
+    address = await nursery.start(Compactor(config, summariser).run)
+    send, inbox = trio.open_memory_channel(8)
+    return address, ActorHandle("inbox", send), inbox
 
 
-def test_an_automatic_trigger_right_after_a_compaction_is_thrash() -> None:
-    c = compactor(threshold=100)
-    done = Compaction([Message("system", "s")], [Message("system", "s")], 3, 0, 500, 50)
-    c.record_success(done)
-    c.check_thrash("manual", 500)  # a manual compaction is never thrash
-    with pytest.raises(CompactError) as err:
-        c.check_thrash("threshold", 500)
-    assert err.value.reason == "thrash" and "500" in str(err.value)
-    c.record_success(done)
-    c.note_progress()  # an LLM call on the new session
-    c.check_thrash("request", 500)
+async def compact(address, reply_to, inbox, trigger, history, usages=()):
+    await address.ask(Compact(trigger, history, list(usages), reply_to))
+    with trio.fail_after(5):
+        return (await inbox.receive()).message.outcome
 
 
-def test_the_breaker_opens_at_the_third_failure_and_a_reset_closes_it() -> None:
-    c = compactor(threshold=100)
-    history: list[HistoryItem] = [Message("user", "x" * 1000)]
-    assert c.due("threshold", history, [])
-    assert [c.record_failure() for _ in range(3)] == [False, False, True]
-    assert c.circuit_open and not c.due("threshold", history, [])
-    c.reset_circuit()
-    assert c.due("threshold", history, []) and c.statistics().consecutive_failures == 0
+LONG: list[HistoryItem] = [Message("user", "x" * 1000), Message("assistant", "ok")]
 
 
-def test_without_thresholds_nothing_is_ever_due() -> None:
-    c = compactor()
-    assert not c.enabled
+async def test_an_automatic_trigger_right_after_a_compaction_is_thrash(nursery) -> None:
+    address, reply_to, inbox = await start_compactor(
+        nursery, summariser("s") * 2, threshold=100, retained_tokens=0
+    )
+    first = await compact(address, reply_to, inbox, "threshold", LONG)
+    assert isinstance(first, Compacted)
+    new = first.compaction.history
+    # a manual compaction is never thrash
+    assert isinstance(await compact(address, reply_to, inbox, "manual", new), Compacted)
+    thrash = await compact(address, reply_to, inbox, "threshold", new)
+    assert isinstance(thrash, CompactionFailed) and thrash.error.startswith("thrash")
+    assert str(thrash.tokens_before) in thrash.error
+
+
+async def test_the_breaker_opens_at_the_third_failure_and_a_manual_compact_closes_it(
+    nursery,
+) -> None:
+    address, reply_to, inbox = await start_compactor(nursery, [], threshold=100, retained_tokens=0)
+    assert await address.ask(Due("threshold", LONG, []))
+    failures = [await compact(address, reply_to, inbox, "threshold", LONG) for _ in range(3)]
+    assert [f.breaker_opened for f in failures] == [False, False, True]
+    assert not await address.ask(Due("threshold", LONG, []))
+    assert (await address.ask(GetStatistics())).circuit_open
+    manual = await compact(address, reply_to, inbox, "manual", LONG)
+    assert isinstance(manual, CompactionFailed) and not manual.breaker_opened
+    assert await address.ask(Due("threshold", LONG, []))
+    assert (await address.ask(GetStatistics())).consecutive_failures == 1
+
+
+async def test_without_thresholds_nothing_is_ever_due(nursery) -> None:
+    address, *_ = await start_compactor(nursery, [])
     history: list[HistoryItem] = [Message("user", "x" * 100_000)]
-    assert not c.due("threshold", history, []) and not c.due("request", history, [])
+    assert not await address.ask(Due("threshold", history, []))
+    assert not await address.ask(Due("request", history, []))
 
 
 # --- the pod ----------------------------------------------------------------------------
@@ -280,7 +324,7 @@ async def test_pre_run_compaction_rotates_to_a_compacted_session(nursery, tmp_pa
     first_block = run_request["messages"][0]["content"][0]
     assert "[Compacted context summary]" in first_block["text"]
     assert first_block["cache_control"] == {"type": "ephemeral"}
-    assert pod.worker.cache_breakpoint == 0
+    assert pod.session.transcript.cache_breakpoint == 0
 
 
 async def test_a_failed_pre_run_compaction_leaves_the_pod_on_its_session(nursery, tmp_path):
@@ -428,7 +472,7 @@ async def test_the_breaker_opens_after_three_failures_and_a_manual_compact_close
         assert not await events.of(proto.CompactStart)  # automatic compaction is off
         manual = await handle.compact()
         assert manual.outcome == "failed" and "post-condition" in manual.error
-        assert not pod.compactor.circuit_open
+        assert not pod.compactor.statistics().circuit_open
         await events.clear()
         await handle.run("breaker closed")
         assert len(await events.of(proto.CompactStart)) == 1  # automatic again
@@ -452,8 +496,8 @@ async def test_a_compacted_session_restores_after_a_restart(nursery, tmp_path):
     assert state.history == history
     revived = Pod(manifest_for(server, tmp_path, settings), store, tools=[big_tool])
     revived.adopt(state)
-    assert revived.worker.cache_breakpoint == 0
-    revived_handle = PodHandle(revived, await nursery.start(revived.run))
+    assert revived.session.transcript.cache_breakpoint == 0
+    revived_handle = await nursery.start(revived.run)
     with trio.fail_after(10):
         result = await revived_handle.run("third")
     assert (result.outcome, result.session_id) == ("finished", compacted.session_id)
@@ -508,7 +552,8 @@ async def test_auto_read_refuses_files_outside_the_scope_and_over_the_budget(nur
         workdir,
         [reply(tools=[call("read_file", path="notes.txt")], tokens=1000), reply("ok", tokens=2000)],
         "threshold = 100000\nretained_tokens = 0\nauto_read_budget = 500",
-        compaction_provider=summarising,
+        extra=SUMMARISER_MODEL,
+        providers=summarising_with(summarising),
     )
     with trio.fail_after(10):
         await handle.run("look at the notes")
@@ -593,7 +638,8 @@ async def test_a_compaction_cancelled_half_way_leaves_the_pod_on_its_session(nur
         tmp_path,
         [*first_run(), reply("still usable")],
         "threshold = 100000\nretained_tokens = 0",
-        compaction_provider=blocking,
+        extra=SUMMARISER_MODEL,
+        providers=summarising_with(blocking),
     )
     with trio.fail_after(10):
         first = await handle.run("first")

@@ -10,10 +10,11 @@ from standin_pods import standin_manifest
 from podactors import protocol as proto
 from podactors.agent.worker import INTERRUPTED
 from podactors.errors import PodError
+from podactors.handle import PodHandle
 from podactors.items import Message, Notification, ToolResult
 from podactors.llm.scripted import ScriptedReply, ScriptedToolCall
 from podactors.manifest import Manifest
-from podactors.runtime.pod import Pod, PodHandle
+from podactors.runtime.pod import Pod
 from podactors.store import FsStore
 from podactors.store.entries import Outcome, SessionStart, SystemItem, TurnEnd, Usage, UserInput
 from podactors.testing import StandinServer
@@ -57,7 +58,7 @@ async def start_pod(
     await nursery.start(server.serve)
     store = FsStore(tmp_path / "store")
     pod = Pod(manifest_for(server, tmp_path), store, tools=tools)
-    handle = PodHandle(pod, await nursery.start(pod.run))
+    handle = await nursery.start(pod.run)
     return handle, pod, server, store
 
 
@@ -234,7 +235,7 @@ async def test_a_restored_pod_continues_without_re_rendering(nursery, tmp_path):
         pod.manifest.with_overlay({"worker": {"instruction": "CHANGED {{ pod }}"}}), store
     )
     revived.adopt(state)
-    revived_handle = PodHandle(revived, await nursery.start(revived.run))
+    revived_handle = await nursery.start(revived.run)
     revived.provider = pod.provider  # same stand-in, next scripted reply
     revived.worker.provider = pod.provider
     with trio.fail_after(10):

@@ -40,6 +40,10 @@ EVENTS = [
         status="idle", session_id="s1", turn_count=1, history=[Message("user", "x")], last_seq=7
     ),
     p.Lagged(missed=3),
+    p.Reply(id="m1", started=True),
+    p.Reply(id="m2", history=[Message("user", "x")]),
+    p.Done(id="m1", result=p.RunResult(outcome="finished", session_id="s1", llm_calls=1)),
+    p.Done(id="m3", result=p.CompactResult(outcome="failed", session_id="s1", error="why")),
 ]
 
 
@@ -63,6 +67,7 @@ def test_every_event_type_is_in_the_union():
         ('{"type":"notify","pod":"a","message":"m"}', p.Notify(pod="a", message="m")),
         ('{"type":"cancel","pod":"a"}', p.Cancel(pod="a")),
         ('{"type":"shutdown","pod":"a"}', p.Shutdown(pod="a")),
+        ('{"type":"get_history","pod":"a","id":"7"}', p.GetHistory(pod="a", id="7")),
     ],
 )
 def test_methods_decode_from_json(raw, expected):

@@ -10,7 +10,8 @@ import trio
 from standin_pods import standin_manifest
 
 from podactors import protocol as proto
-from podactors.agent.worker import Projection, Step, Worker
+from podactors.agent.conversation import Conversation
+from podactors.agent.worker import Projection, Step
 from podactors.compaction.prune import (
     METRICS_DOMAIN,
     Fire,
@@ -32,7 +33,7 @@ from podactors.llm.scripted import (
     ScriptedUsage,
 )
 from podactors.manifest import Manifest
-from podactors.runtime.pod import Pod, PodHandle
+from podactors.runtime.pod import Pod
 from podactors.store import FsStore
 from podactors.store.entries import Extension, Item, Usage
 from podactors.testing import StandinServer
@@ -264,7 +265,7 @@ async def test_the_worker_projects_requests_never_its_history() -> None:
     async def on_step(step: Step) -> None:
         steps.append(step)
 
-    worker = Worker(provider, tools=BigTools(), project=summaries_only)
+    worker = Conversation(provider, tools=BigTools(), project=summaries_only)
     await worker.run("go", on_step=on_step)
     sent = provider.requests[1].items
     assert isinstance(sent[2], ToolResult) and sent[2].content is None
@@ -275,7 +276,7 @@ async def test_the_worker_projects_requests_never_its_history() -> None:
 
 async def test_a_projection_must_keep_every_item() -> None:
     provider = ScriptedProvider([ScriptedReply(text="ok")])
-    worker = Worker(provider, project=lambda items: Projection(items[1:]))
+    worker = Conversation(provider, project=lambda items: Projection(items[1:]))
     with pytest.raises(ValueError, match="keep every item"):
         await worker.run("go")
     assert provider.requests == []
@@ -327,7 +328,7 @@ async def start_pod(nursery, tmp_path, replies, compaction, *, store_type=FsStor
     await nursery.start(server.serve)
     store = store_type(tmp_path / "store")
     pod = Pod(manifest_for(server, tmp_path, compaction), store, tools=[big_tool])
-    handle = PodHandle(pod, await nursery.start(pod.run))
+    handle = await nursery.start(pod.run)
     return handle, server, store
 
 
@@ -483,7 +484,7 @@ async def test_a_restored_pod_projects_from_the_logged_usage(nursery, tmp_path):
     state = await store.restore(first.session_id)
     revived = Pod(manifest_for(server, tmp_path, prune_settings(1, 1)), store, tools=[big_tool])
     revived.adopt(state)
-    revived_handle = PodHandle(revived, await nursery.start(revived.run))
+    revived_handle = await nursery.start(revived.run)
     with trio.fail_after(10):
         second = await revived_handle.run("second")
     assert second.session_id == first.session_id

@@ -12,14 +12,14 @@ import trio
 import trio.testing
 
 from podactors import protocol as proto
+from podactors.agent.worker import INTERRUPTED
 from podactors.errors import PodactorsError, SupervisorEscalated
 from podactors.items import Message, ToolCall, ToolResult
+from podactors.llm import create_provider
 from podactors.manifest import Manifest
-from podactors.runtime.pod import Pod
-from podactors.store import FsStore
-from podactors.store.entries import Outcome
 from podactors.runtime.supervisor import open_supervisor
-from podactors.agent.worker import INTERRUPTED
+from podactors.store import FsStore
+from podactors.store.entries import Outcome, TurnEnd
 
 SCRIPT = """
 [[reply]]
@@ -59,16 +59,31 @@ permission = "write"
     return path
 
 
-class CrashOnClose(Pod):
-    """Crashes when its first run closes (as a store failure at that point would)."""
+class FailingClose(FsStore):
+    """A store whose disk fails ``failures`` times when a run closes (its TurnEnd)."""
 
-    crashes = 1
+    def __init__(self, root, failures: int):
+        super().__init__(root)
+        self.failures = failures
 
-    async def _close_run(self, *args, **kwargs):
-        if CrashOnClose.crashes:
-            CrashOnClose.crashes -= 1
-            raise RuntimeError("disk on fire")
-        await super()._close_run(*args, **kwargs)
+    async def append(self, session_id, entries, expected_head):
+        entries = list(entries)
+        if self.failures and any(isinstance(e, TurnEnd) for e in entries):
+            self.failures -= 1
+            raise OSError("disk on fire")
+        return await super().append(session_id, entries, expected_head)
+
+
+def skip_replies(count: int):
+    """A provider factory whose scripted providers start ``count`` replies in (a fresh
+    process replays its script from the top)."""
+
+    def build(model):
+        provider = create_provider(model)
+        provider.replies = provider.replies[count:]
+        return provider
+
+    return build
 
 
 async def test_spawn_get_pods_and_unique_names(tmp_path):
@@ -83,10 +98,9 @@ async def test_spawn_get_pods_and_unique_names(tmp_path):
 
 
 async def test_a_crashed_pod_is_restarted_on_its_session(tmp_path):
-    CrashOnClose.crashes = 1
     manifest = short_script_manifest(tmp_path)
-    async with open_supervisor(tmp_path / "store") as sup:
-        handle = await sup.spawn(manifest, pod_class=CrashOnClose)
+    async with open_supervisor(FailingClose(tmp_path / "store", 1)) as sup:
+        handle = await sup.spawn(manifest)
         async with handle.subscribe() as events:
             with trio.fail_after(10):
                 crashed = await handle.run("first")
@@ -116,11 +130,11 @@ def short_script_manifest(tmp_path: Path) -> Manifest:
 
 
 async def test_too_many_restarts_escalate_as_one_typed_error(tmp_path):
-    CrashOnClose.crashes = 10
     manifest = short_script_manifest(tmp_path)
+    store = FailingClose(tmp_path / "store", 10)
     with pytest.raises(SupervisorEscalated) as err:
-        async with open_supervisor(tmp_path / "store", max_restarts=1, within=60) as sup:
-            handle = await sup.spawn(manifest, pod_class=CrashOnClose)
+        async with open_supervisor(store, max_restarts=1, within=60) as sup:
+            handle = await sup.spawn(manifest)
             async with handle.subscribe() as events:
                 with trio.fail_after(10):
                     await handle.run("a")
@@ -155,14 +169,11 @@ async def test_restore_by_name_continues_the_session(tmp_path):
     (tmp_path / "script.toml").write_text('[[reply]]\ntext = "first"\n[[reply]]\ntext = "second"\n')
     async with open_supervisor(tmp_path / "store") as sup:
         first = await (await sup.spawn(Manifest.from_file(manifest_file))).run("one")
-    async with open_supervisor(tmp_path / "store") as sup:
+    async with open_supervisor(tmp_path / "store", providers=skip_replies(1)) as sup:
         handle = await sup.restore("alice")
         assert handle.session_id == first.session_id
         history = await handle.history()
         assert history[-1] == Message("assistant", "first")
-        pod = sup._children["alice"].pod
-        pod.provider.replies = pod.provider.replies[1:]  # a fresh process replays the script
-        pod.worker.provider = pod.provider
         second = await handle.run("two")
     assert second.session_id == first.session_id
     state = await FsStore(tmp_path / "store").restore(first.session_id)
@@ -209,7 +220,7 @@ async def test_kill_9_then_restore_in_a_new_process_keeps_every_committed_step(t
     with trio.fail_after(60):
         await trio.to_thread.run_sync(wait_then_kill)
     assert child.returncode == -signal.SIGKILL
-    async with open_supervisor(tmp_path / "store") as sup:
+    async with open_supervisor(tmp_path / "store", providers=skip_replies(3)) as sup:
         handle = await sup.restore("alice")
         history = await handle.history()
         results = [i for i in history if isinstance(i, ToolResult)]
@@ -217,10 +228,8 @@ async def test_kill_9_then_restore_in_a_new_process_keeps_every_committed_step(t
         assert [r.content.strip() for r in results] == ["one", "two"]
         in_flight = [i for i in history if isinstance(i, ToolCall) and i.id == "call_2_0"]
         assert history[0] == Message("user", "do the three steps")  # committed first
-        pod = sup._children["alice"].pod
-        assert pod.last_run_interrupted  # no outcome reached the disk
-        pod.provider.replies = pod.provider.replies[3:]
-        pod.worker.provider = pod.provider
+        state = await sup.store.restore(handle.session_id)
+        assert state.last_run_interrupted  # no outcome reached the disk
         with trio.fail_after(10):
             result = await handle.run("continue")
         assert result.outcome == "finished"

@@ -8,13 +8,14 @@ import pytest
 import trio
 import trio.testing
 
-from podactors.errors import StreamInterrupted, TurnAborted
+from podactors.agent.conversation import Conversation
 from podactors.agent.hooks import Abort, Hooks, Nudge, Pause, Skip
+from podactors.agent.worker import INTERRUPTED, Step
+from podactors.errors import StreamInterrupted, TurnAborted
 from podactors.items import Message, ToolCall, ToolResult
 from podactors.llm.events import TextDelta
 from podactors.llm.request import ToolSpec
 from podactors.llm.scripted import ScriptedProvider, ScriptedReply, ScriptedToolCall
-from podactors.agent.worker import INTERRUPTED, Step, Worker
 
 
 class FakeTools:
@@ -64,7 +65,7 @@ def assert_provider_would_accept(history) -> None:
 
 
 async def test_plain_answer_finishes_with_one_step():
-    worker = Worker(ScriptedProvider([reply("Hello.")]), system_prompt="be nice")
+    worker = Conversation(ScriptedProvider([reply("Hello.")]), system_prompt="be nice")
     rec = Recorder()
     result = await worker.run("hi", on_step=rec.step, on_event=rec.event)
     assert (result.outcome, result.llm_calls) == ("finished", 1)
@@ -90,7 +91,7 @@ async def test_parallel_tools_run_concurrently_and_results_keep_call_order():
 
     tools = FakeTools(first=first, second=second)
     provider = ScriptedProvider([reply("", ("second", {}), ("first", {})), reply("done")])
-    worker = Worker(provider, tools=tools)
+    worker = Conversation(provider, tools=tools)
     rec = Recorder()
     with trio.fail_after(5):
         result = await worker.run("go", on_step=rec.step)
@@ -104,7 +105,7 @@ async def test_parallel_tools_run_concurrently_and_results_keep_call_order():
 
 async def test_max_turns_stops_with_limit_reached_and_a_valid_history():
     provider = ScriptedProvider([reply("", ("echo", {"value": str(i)})) for i in range(5)])
-    worker = Worker(provider, tools=FakeTools(echo=echo), max_turns=3)
+    worker = Conversation(provider, tools=FakeTools(echo=echo), max_turns=3)
     result = await worker.run("loop")
     assert (result.outcome, result.llm_calls) == ("limit_reached", 3)
     assert len(provider.requests) == 3
@@ -113,7 +114,7 @@ async def test_max_turns_stops_with_limit_reached_and_a_valid_history():
 
 async def test_cancel_mid_stream_keeps_partial_text_marked_interrupted():
     provider = ScriptedProvider([reply("one two three four five", ("echo", {}))])
-    worker = Worker(provider, tools=FakeTools(echo=echo))
+    worker = Conversation(provider, tools=FakeTools(echo=echo))
     rec = Recorder()
     with trio.CancelScope() as scope:
 
@@ -142,7 +143,7 @@ async def test_cancel_mid_tool_closes_every_open_call():
 
     tools = FakeTools(hang=hang, quick=quick)
     provider = ScriptedProvider([reply("", ("hang", {}), ("quick", {}))])
-    worker = Worker(provider, tools=tools)
+    worker = Conversation(provider, tools=tools)
     rec = Recorder()
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
@@ -164,7 +165,7 @@ async def test_stream_interrupted_keeps_partial_text_and_raises(fake_provider):
 
     fake_provider.queue(Reply(body=fixture("anthropic_error_midstream.sse")))
     provider = AnthropicProvider(model="m", base_url=fake_provider.url)
-    worker = Worker(provider)
+    worker = Conversation(provider)
     with pytest.raises(StreamInterrupted), trio.fail_after(10):
         await worker.run("hi")
     await provider.aclose()
@@ -174,7 +175,7 @@ async def test_stream_interrupted_keeps_partial_text_and_raises(fake_provider):
 async def test_prompt_submit_abort_leaves_history_untouched():
     aborted = []
     hooks = Hooks(on_prompt_submit=[lambda text: Abort("no")], on_abort=[aborted.append])
-    worker = Worker(ScriptedProvider([reply("x")]), hooks=hooks)
+    worker = Conversation(ScriptedProvider([reply("x")]), hooks=hooks)
     with pytest.raises(TurnAborted, match="no"):
         await worker.run("hi")
     assert worker.history == [] and aborted == ["no"]
@@ -182,7 +183,7 @@ async def test_prompt_submit_abort_leaves_history_untouched():
 
 async def test_pre_llm_request_pause_sends_nothing():
     provider = ScriptedProvider([reply("x")])
-    worker = Worker(provider, hooks=Hooks(pre_llm_request=[lambda request: Pause()]))
+    worker = Conversation(provider, hooks=Hooks(pre_llm_request=[lambda request: Pause()]))
     result = await worker.run("hi")
     assert result.outcome == "paused" and provider.requests == []
     assert worker.last_run_interrupted
@@ -190,7 +191,7 @@ async def test_pre_llm_request_pause_sends_nothing():
 
 async def test_pre_llm_request_abort_raises_before_the_call():
     provider = ScriptedProvider([reply("x")])
-    worker = Worker(provider, hooks=Hooks(pre_llm_request=[lambda request: Abort("budget")]))
+    worker = Conversation(provider, hooks=Hooks(pre_llm_request=[lambda request: Abort("budget")]))
     with pytest.raises(TurnAborted):
         await worker.run("hi")
     assert provider.requests == []
@@ -203,7 +204,7 @@ async def test_pre_tool_call_skip_supplies_the_result():
         return Skip("not allowed here", is_error=True) if call.name == "echo" else None
 
     provider = ScriptedProvider([reply("", ("echo", {"value": "x"})), reply("ok")])
-    worker = Worker(provider, tools=tools, hooks=Hooks(pre_tool_call=[deny_echo]))
+    worker = Conversation(provider, tools=tools, hooks=Hooks(pre_tool_call=[deny_echo]))
     await worker.run("go")
     assert tools.started == []
     assert ToolResult("call_0_0", "not allowed here", None, True) in worker.history
@@ -217,7 +218,7 @@ async def test_pre_tool_call_pause_then_resume_runs_the_pending_tools():
         return None if gate["open"] else Pause()
 
     provider = ScriptedProvider([reply("", ("echo", {"value": "v"})), reply("all done")])
-    worker = Worker(provider, tools=tools, hooks=Hooks(pre_tool_call=[pause_until_open]))
+    worker = Conversation(provider, tools=tools, hooks=Hooks(pre_tool_call=[pause_until_open]))
     assert (await worker.run("go")).outcome == "paused"
     assert [c.id for c in worker.open_calls()] == ["call_0_0"] and tools.started == []
     gate["open"] = True
@@ -229,7 +230,7 @@ async def test_pre_tool_call_pause_then_resume_runs_the_pending_tools():
 
 async def test_pre_tool_call_abort_closes_the_calls():
     provider = ScriptedProvider([reply("", ("echo", {}), ("echo", {}))])
-    worker = Worker(
+    worker = Conversation(
         provider, tools=FakeTools(echo=echo), hooks=Hooks(pre_tool_call=[lambda c: Abort("x")])
     )
     with pytest.raises(TurnAborted):
@@ -240,7 +241,7 @@ async def test_pre_tool_call_abort_closes_the_calls():
 async def test_post_tool_call_pause_stops_after_the_batch():
     provider = ScriptedProvider([reply("", ("echo", {"value": "1"})), reply("next")])
     hooks = Hooks(post_tool_call=[lambda call, result: Pause()])
-    worker = Worker(provider, tools=FakeTools(echo=echo), hooks=hooks)
+    worker = Conversation(provider, tools=FakeTools(echo=echo), hooks=hooks)
     result = await worker.run("go")
     assert result.outcome == "paused" and len(provider.requests) == 1
     assert worker.open_calls() == [] and isinstance(worker.history[-1], ToolResult)
@@ -257,7 +258,7 @@ async def test_turn_end_nudge_asks_again_once():
 
     provider = ScriptedProvider([reply("first"), reply("summary")])
     rec = Recorder()
-    worker = Worker(provider, hooks=Hooks(on_turn_end=[nudge_once]))
+    worker = Conversation(provider, hooks=Hooks(on_turn_end=[nudge_once]))
     result = await worker.run("go", on_step=rec.step)
     assert result.outcome == "finished" and result.llm_calls == 2
     assert Message("user", "You forgot the summary.") in provider.requests[1].items
@@ -267,12 +268,12 @@ async def test_turn_end_nudge_asks_again_once():
 async def test_interceptor_yield_ends_the_turn_before_the_request():
     seen = []
 
-    async def intercept(worker: Worker):
+    async def intercept(worker: Conversation):
         seen.append(len(worker.history))
         return "yield" if len(seen) == 2 else "proceed"
 
     provider = ScriptedProvider([reply("", ("echo", {})), reply("never")])
-    worker = Worker(provider, tools=FakeTools(echo=echo), interceptor=intercept)
+    worker = Conversation(provider, tools=FakeTools(echo=echo), interceptor=intercept)
     result = await worker.run("go")
     assert (result.outcome, result.llm_calls) == ("yielded", 1)
     assert len(provider.requests) == 1
@@ -280,7 +281,7 @@ async def test_interceptor_yield_ends_the_turn_before_the_request():
 
 
 async def test_close_open_calls_answers_each_once():
-    worker = Worker(
+    worker = Conversation(
         ScriptedProvider([]),
         history=[
             Message("user", "x"),
@@ -302,7 +303,7 @@ async def test_a_raising_tool_becomes_an_error_result_not_a_crash():
         raise RuntimeError(f"cannot open {path}")
 
     provider = ScriptedProvider([reply("", ("explode", {"path": "x"})), reply("recovered")])
-    worker = Worker(provider, tools=ToolRegistry([explode]))
+    worker = Conversation(provider, tools=ToolRegistry([explode]))
     result = await worker.run("go")
     assert result.outcome == "finished"
     [res] = [i for i in worker.history if isinstance(i, ToolResult)]
@@ -326,7 +327,9 @@ async def test_builtin_tools_run_inside_the_scope(tmp_path):
             reply("It adds numbers."),
         ]
     )
-    worker = Worker(provider, tools=ToolRegistry(builtin_tools()), tool_context=ToolContext(fs))
+    worker = Conversation(
+        provider, tools=ToolRegistry(builtin_tools()), tool_context=ToolContext(fs)
+    )
     await worker.run("what is this?")
     read, write = [i for i in worker.history if isinstance(i, ToolResult)]
     assert "tinycalc adds numbers" in read.content and not read.is_error

@@ -12,15 +12,18 @@ from podactors.items import (
     ToolResult,
 )
 from podactors.manifest import AllowRule, DenyRule, Manifest, load_manifest
-from podactors.runtime.pod import Pod, PodHandle, RunResult
+from podactors.handle import PodHandle
+from podactors.protocol import CompactResult, RunResult
+from podactors.runtime.pod import Pod
 from podactors.store import FsStore, SessionState
-from podactors.runtime.supervisor import Supervisor, open_supervisor
+from podactors.runtime.supervisor import PodSpec, Supervisor, open_supervisor
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AllowRule",
     "ChildEvent",
+    "CompactResult",
     "DenyRule",
     "FileAttachment",
     "FsStore",
@@ -29,6 +32,7 @@ __all__ = [
     "Notification",
     "Pod",
     "PodHandle",
+    "PodSpec",
     "Reasoning",
     "RequestConfig",
     "RunResult",

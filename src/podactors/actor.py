@@ -19,34 +19,52 @@ import trio
 from podactors.errors import ActorClosed, AskTimeout
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 DEFAULT_MAILBOX_SIZE = 64
 
 
-class Reply:
-    """A one-shot answer slot: the first result set wins, the asker waits for it."""
+class Reply(Generic[T]):
+    """A one-shot answer slot: the first result set wins, whoever waits gets it.
 
-    __slots__ = ("_done", "result")
+    It answers an ``ask`` and serves as the ticket of work that ends later (a run, a
+    compaction): ``await reply.wait()`` returns the value or raises the error.
+    """
+
+    __slots__ = ("_done", "outcome")
 
     def __init__(self) -> None:
         self._done = trio.Event()
-        self.result: outcome.Outcome[Any] | None = None
+        self.outcome: outcome.Outcome[T] | None = None
 
-    def set(self, result: outcome.Outcome[Any]) -> None:
+    @property
+    def done(self) -> bool:
+        """Whether an answer was delivered."""
+        return self.outcome is not None
+
+    def set(self, result: outcome.Outcome[T]) -> None:
         """Deliver ``result`` unless an answer was already delivered."""
-        if self.result is None:
-            self.result = result
+        if self.outcome is None:
+            self.outcome = result
             self._done.set()
+
+    def deliver(self, value: T) -> None:
+        """Deliver ``value`` (a no-op once answered)."""
+        self.set(outcome.Value(value))
+
+    def fail(self, error: BaseException) -> None:
+        """Deliver ``error``, to be raised in the waiter (a no-op once answered)."""
+        self.set(outcome.Error(error))
 
     def refuse(self, name: str) -> None:
         """Answer with :class:`ActorClosed` (a no-op once answered)."""
-        self.set(outcome.Error(ActorClosed(name)))
+        self.fail(ActorClosed(name))
 
-    async def wait(self) -> Any:
+    async def wait(self) -> T:
         """The answer, or its exception raised."""
         await self._done.wait()
-        assert self.result is not None
-        return self.result.unwrap()
+        assert self.outcome is not None
+        return self.outcome.unwrap()
 
 
 @attrs.frozen
@@ -54,7 +72,7 @@ class Envelope(Generic[M]):
     """A message in a mailbox, with the slot its answer goes to (for ``ask``)."""
 
     message: M
-    reply: Reply | None = None
+    reply: Reply[Any] | None = None
 
 
 @attrs.frozen
@@ -93,7 +111,7 @@ class ActorHandle(Generic[M]):
         Raises :class:`AskTimeout` when no answer came within ``timeout`` seconds and
         :class:`ActorClosed` when the actor stopped before answering.
         """
-        reply = Reply()
+        reply: Reply[Any] = Reply()
         if timeout is None:
             await self._send(Envelope(message, reply))
             return await reply.wait()
@@ -128,14 +146,12 @@ class Actor(Generic[M]):
     name: str = "actor"
     mailbox_size: int = DEFAULT_MAILBOX_SIZE
 
-    async def run(
-        self, *, task_status: trio.TaskStatus[ActorHandle[M]] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the mailbox until it is closed or the actor's scope is cancelled."""
         send, receive = trio.open_memory_channel[Envelope[M]](self.mailbox_size)
         self.address = ActorHandle(self.name, send)
         self._stopping = False
-        task_status.started(self.address)
+        task_status.started(self.on_started())
         try:
             async for envelope in receive:
                 await self._dispatch(envelope)
@@ -147,6 +163,12 @@ class Actor(Generic[M]):
     async def handle(self, message: M) -> Any:
         """Act on one message; the return value answers an ``ask``."""
         raise NotImplementedError
+
+    def on_started(self) -> Any:
+        """Called once the mailbox exists, before the first message; what it returns is
+        what ``nursery.start(actor.run)`` returns (the actor's :class:`ActorHandle`, unless
+        a subclass hands out something richer built on it)."""
+        return self.address
 
     def stop(self) -> None:
         """Stop after the message being handled; queued and later messages are refused."""

@@ -8,6 +8,7 @@ error rather than an ``ExceptionGroup``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 
 class PodactorsError(Exception):
@@ -245,12 +246,24 @@ class CompactError(PodactorsError):
 # --- pods -----------------------------------------------------------------------------
 
 
+ErrorCode = Literal[
+    "already_running",
+    "not_running",
+    "not_paused",
+    "invalid_request",
+    "provider_error",
+    "tool_error",
+    "internal",
+]
+"""The protocol's error codes: why a method was refused or a run failed."""
+
+
 class PodError(PodactorsError):
     """A pod refused a method or a run failed; ``code`` is the protocol error code
     (``already_running``, ``not_running``, ``not_paused``, ``invalid_request``,
     ``provider_error``, ``tool_error``, ``internal``)."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: ErrorCode, message: str):
         self.code = code
         self.message = message
         super().__init__(f"{code}: {message}")
@@ -300,3 +313,24 @@ class Disconnected(PodactorsError):
         self.code = code
         self.reason = reason
         super().__init__(f"websocket closed (code {code}{f': {reason}' if reason else ''})")
+
+
+def leaf_errors(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc``, depth first: ``exc`` itself unless it is a group."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in leaf_errors(inner)]
+    return [exc]
+
+
+def single_error(exc: BaseException) -> BaseException:
+    """The one error to raise or show for ``exc``, keeping every cause.
+
+    Outside a group that is ``exc``; for an exception group, its first leaf, with each
+    other leaf added to it as a note (``also: Type: message``), so nothing is dropped.
+    """
+    first, *others = leaf_errors(exc)
+    for other in others:
+        note = f"also: {type(other).__name__}: {other}"
+        if note not in getattr(first, "__notes__", ()):
+            first.add_note(note)
+    return first

@@ -58,6 +58,7 @@ class Subscription:
         return self
 
     async def __anext__(self) -> AnyEvent:
+        await trio.lowlevel.checkpoint()
         while True:
             if self._queue:
                 return self._queue.popleft()
@@ -94,22 +95,37 @@ class Fanout:
             if not subscriber.offer(event):
                 self._dropped += 1
 
-    @asynccontextmanager
-    async def subscribe(
-        self, *, first: AnyEvent | None = None, buffer: int | None = None
-    ) -> AsyncIterator[Subscription]:
-        """Subscribe for the duration of the block; ``first`` is delivered before anything."""
+    def open(self, *, first: AnyEvent | None = None, buffer: int | None = None) -> Subscription:
+        """A new subscription, ``first`` delivered before anything; :meth:`remove` ends it.
+
+        Taking the snapshot for ``first`` and opening in the same step (no checkpoint
+        between) is what guarantees the subscriber misses nothing after it.
+        """
         subscription = Subscription(buffer or self._buffer, lambda: self.snapshot())
         if first is not None:
             subscription.offer(first)
         if self._closed:
             subscription.close()
         self._subscribers.append(subscription)
+        return subscription
+
+    def remove(self, subscription: Subscription) -> None:
+        """Stop delivering to ``subscription`` and end its iteration."""
+        if subscription in self._subscribers:
+            self._subscribers.remove(subscription)
+        subscription.close()
+
+    @asynccontextmanager
+    async def subscribe(
+        self, *, first: AnyEvent | None = None, buffer: int | None = None
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe for the duration of the block; ``first`` is delivered before anything."""
+        await trio.lowlevel.checkpoint()
+        subscription = self.open(first=first, buffer=buffer)
         try:
             yield subscription
         finally:
-            self._subscribers.remove(subscription)
-            subscription.close()
+            self.remove(subscription)
 
     def close(self) -> None:
         """End every subscription (after its queued events); later ones end at once."""

@@ -11,19 +11,11 @@ from typing import Any, Literal
 
 import msgspec
 
+from podactors.errors import ErrorCode as ErrorCode
 from podactors.items import HistoryItem
 
 PodStatus = Literal["idle", "running", "paused", "compacting", "stopped"]
 RunOutcome = Literal["finished", "paused", "limit_reached", "cancelled", "error"]
-ErrorCode = Literal[
-    "already_running",
-    "not_running",
-    "not_paused",
-    "invalid_request",
-    "provider_error",
-    "tool_error",
-    "internal",
-]
 AlertLevel = Literal["info", "warn", "error"]
 
 
@@ -140,10 +132,11 @@ class RunEnd(Event, frozen=True, tag="run_end"):
 
 
 class Error(Event, frozen=True, tag="error"):
-    """A method was refused or a run failed."""
+    """A method was refused or a run failed; ``id`` is the refused method's, if it had one."""
 
     code: ErrorCode
     message: str
+    id: str | None = None
 
 
 class Status(Event, frozen=True, tag="status"):
@@ -206,6 +199,88 @@ class Lagged(Event, frozen=True, tag="lagged"):
     missed: int
 
 
+# --- results and answers ----------------------------------------------------------------
+
+
+class RunResult(msgspec.Struct, frozen=True, tag="run_result", tag_field="kind"):
+    """How a run ended and the session it ended on."""
+
+    outcome: RunOutcome
+    session_id: str
+    llm_calls: int = 0
+    error: str | None = None
+
+
+class CompactionTimings(msgspec.Struct):
+    """Where one compaction's time went, in seconds (``time.perf_counter`` deltas).
+
+    The compactor fills ``occupancy`` (measuring the context before), ``split`` (the token
+    timeline and the choice of the retained tail), ``summary_input`` (building the
+    summarising worker's stripped input), ``worker`` (the summarising worker's turn, less
+    ``auto_read``) and ``auto_read`` (the wall time while files it marked were being read).
+    The pod fills ``persist`` (writing the new session and the pod ref) and ``swap``
+    (switching to it in memory and telling subscribers).
+    """
+
+    occupancy: float = 0.0
+    split: float = 0.0
+    summary_input: float = 0.0
+    worker: float = 0.0
+    auto_read: float = 0.0
+    persist: float = 0.0
+    swap: float = 0.0
+
+    @property
+    def total(self) -> float:
+        """The sum of the phases."""
+        return (
+            self.occupancy
+            + self.split
+            + self.summary_input
+            + self.worker
+            + self.auto_read
+            + self.persist
+            + self.swap
+        )
+
+
+class CompactResult(msgspec.Struct, frozen=True, tag="compact_result", tag_field="kind"):
+    """How a manual compaction ended and the session the pod is on after it.
+
+    ``outcome`` is ``compacted``, ``failed`` (``error`` says why; the pod stays on its
+    session) or ``cancelled``. The token counts are estimates. ``timings`` (of a compaction
+    that succeeded) says where its time went, phase by phase.
+    """
+
+    outcome: Literal["compacted", "failed", "cancelled"]
+    session_id: str
+    tokens_before: int = 0
+    tokens_after: int = 0
+    error: str | None = None
+    timings: CompactionTimings | None = None
+
+
+class Reply(Event, frozen=True, tag="reply"):
+    """The answer to a method sent with an ``id`` (a refusal is an ``error`` with it).
+
+    ``started``: the method started a run or a compaction, whose result follows as a
+    ``done`` with the same ``id``. ``snapshot`` and ``history`` answer ``get_snapshot`` /
+    ``attach`` and ``get_history``.
+    """
+
+    id: str
+    started: bool = False
+    snapshot: Snapshot | None = None
+    history: list[HistoryItem] | None = None
+
+
+class Done(Event, frozen=True, tag="done"):
+    """The result of the run or compaction that the method ``id`` started."""
+
+    id: str
+    result: RunResult | CompactResult
+
+
 AnyEvent = (
     TurnStart
     | TurnEnd
@@ -231,17 +306,24 @@ AnyEvent = (
     | CompactFailed
     | Snapshot
     | Lagged
+    | Reply
+    | Done
 )
-"""Every event type."""
+"""Every event type (``reply`` and ``done`` go only to the connection that asked)."""
 
 
 # --- methods --------------------------------------------------------------------------
 
 
 class Method(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    """Base of every method: the pod it is for."""
+    """Base of every method: the pod it is for, and an optional ``id`` to be answered by.
+
+    Over the websocket, a method with an ``id`` gets a ``reply`` (or an ``error``) with
+    that id, and a ``done`` when the run or compaction it started ends.
+    """
 
     pod: str
+    id: str | None = None
 
 
 class Attach(Method, frozen=True, tag="attach"):
@@ -285,7 +367,13 @@ class GetSnapshot(Method, frozen=True, tag="get_snapshot"):
     """Ask for a snapshot without subscribing."""
 
 
-AnyMethod = Attach | Run | Resume | Cancel | Pause | Notify | Compact | Shutdown | GetSnapshot
+class GetHistory(Method, frozen=True, tag="get_history"):
+    """Ask for the pod's whole history, as the model sees it."""
+
+
+AnyMethod = (
+    Attach | Run | Resume | Cancel | Pause | Notify | Compact | Shutdown | GetSnapshot | GetHistory
+)
 """Every method type."""
 
 _method_decoder: msgspec.json.Decoder[AnyMethod] = msgspec.json.Decoder(AnyMethod)

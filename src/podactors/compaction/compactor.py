@@ -1,204 +1,148 @@
-"""Context compaction: a summary plus a verbatim tail replaces a long history.
+"""The compactor: one pod's compaction policy and guards, as an actor.
 
 A :class:`Compactor` belongs to one pod (it is built from the manifest's ``[compaction]``
-table) and does three things:
+table and started in the pod's nursery) and answers two messages:
 
-* **Decides when** (:meth:`Compactor.due`). ``threshold`` is checked between runs,
-  ``request_threshold`` before every LLM request; each is off when unset, and with neither
-  set nothing ever compacts on its own. Occupancy is read off the usage timeline
-  (:mod:`podactors.compaction.tokens`) minus what the prune projection leaves out of the next request,
+* :class:`Due` (asked before a run with trigger ``threshold`` and before every LLM
+  request with ``request``): whether the automatic trigger fires. Each threshold is off
+  when unset, and with neither set nothing ever compacts on its own. Occupancy is read
+  off the usage timeline (:mod:`podactors.compaction.tokens`) minus what the prune
+  projection leaves out of the next request (the pod computed it once for the request),
   never a tokenizer.
-* **Compacts** (:meth:`Compactor.compact`). It keeps a verbatim tail of about
-  ``retained_tokens`` (widened so that no tool result is kept without its call) and has a
-  disposable :class:`~podactors.agent.worker.Worker` summarise the rest. That worker's tools are
-  ``read_file``, ``mark_read_required`` (a file, or a slice of one, attached to the new
-  context, charged to ``auto_read_budget``), ``add_reference`` and ``write_summary`` (the
-  last call wins); it is capped by ``worker_max_turns`` and, cumulatively, by
-  ``worker_max_input_tokens``, and nudged once when it ends without a summary. Its input is
-  the summarised part as text without tool arguments, tool-result contents and reasoning,
-  plus the files the pod touched most recently. The new history is ``[summary, auto-read
-  files…, reference list, task list, retained tail…]``.
-* **Guards**. The new context must be below the lowest threshold set (estimated with the
-  old session's tokens per byte; checked for the tail alone before the worker runs, and for
-  the whole after); an automatic trigger right after a compaction, before any LLM call
-  made progress on the new session, is thrash; three failures in a row open a circuit
-  breaker that turns automatic compaction off until the next manual one.
+* :class:`Compact`: the one entry point of a compaction. The answer is the occupancy
+  before; the outcome arrives later in the asker's mailbox as :class:`CompactionOver`
+  (``Compacted``, ``CompactionFailed`` or ``CompactionCancelled``). The guards are all
+  inside: an automatic trigger right after a compaction, before any LLM call made
+  progress on the new session, is thrash; the new context must be below the lowest
+  threshold set (the :class:`~podactors.compaction.summariser.Summariser`'s
+  post-condition); three failures in a row open a circuit breaker that turns automatic
+  compaction off until a manual one, which closes it first.
 
-The compactor never writes to the store: the pod persists the result as a new session
-(``FsStore.create_compacted``) and switches to it; see :mod:`podactors.runtime.pod`. Where the time
-went is kept on the result (:class:`CompactionTimings`: ``time.perf_counter`` deltas per
-phase, a few clock reads per compaction).
+The compactor never writes to the store: the pod persists a ``Compacted`` outcome as a
+new session and switches to it. :class:`CancelCompaction` cancels one in flight.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Annotated, Literal
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import attrs
-import msgspec
 import trio
 
-from podactors.compaction import prune
-from podactors.errors import CompactError, PodactorsError, ToolError
-from podactors.agent.hooks import CONTINUE, Decision, Hooks, Nudge
-from podactors.items import (
-    ChildEvent,
-    FileAttachment,
-    HistoryItem,
-    Message,
-    Notification,
-    Reasoning,
-    RequestConfig,
-    ToolCall,
-    ToolResult,
-)
-from podactors.llm import create_provider
-from podactors.llm.events import LlmResponse
-from podactors.llm.provider import Provider
-from podactors.manifest import CompactionConfig, ModelConfig
+from podactors.actor import Actor, ActorHandle
+from podactors.compaction.summariser import Compaction, Summariser, seeded_timeline
+from podactors.errors import CompactError, PodactorsError
+from podactors.items import HistoryItem
+from podactors.manifest import CompactionConfig
+from podactors.protocol import CompactionTimings
 from podactors.store.entries import Usage
-from podactors.compaction.tokens import DEFAULT_TOKENS_PER_BYTE, TokenTimeline, item_bytes
-from podactors.tools import ScopedFs, Task, Tool, ToolContext, ToolOutput, ToolRegistry, tool
-from podactors.tools.files import FileTracker, read_file
-from podactors.agent.worker import Step, Worker
+from podactors.tools import Task
 
 __all__ = [
     "FAILURE_LIMIT",
-    "RECENT_FILES",
-    "SUMMARY_PROMPT",
-    "Compaction",
-    "CompactionTimings",
+    "CancelCompaction",
+    "Compact",
+    "CompactOutcome",
+    "Compacted",
+    "CompactionCancelled",
+    "CompactionFailed",
+    "CompactionOver",
     "Compactor",
     "CompactorStatistics",
-    "ProviderFactory",
+    "Due",
+    "GetStatistics",
     "Trigger",
-    "conversation_text",
-    "summary_input",
-    "tail_start",
 ]
 
 Trigger = Literal["threshold", "request", "manual"]
 """What started a compaction: the between-runs ``threshold``, the ``request_threshold``
 checked before an LLM request, or a ``Compact`` method."""
 
-ProviderFactory = Callable[[ModelConfig], Provider]
-"""Builds the summarising worker's provider from ``[compaction.model]``."""
-
 #: Consecutive failures after which automatic compaction turns itself off.
 FAILURE_LIMIT = 3
-#: How many recently touched files the summarising worker is offered.
-RECENT_FILES = 5
-#: The summarising worker's answer size.
-SUMMARY_MAX_TOKENS = 4096
-#: Bytes per token assumed for the plain text the summarising worker is given.
-TEXT_BYTES_PER_TOKEN = 3
-
-SUMMARY_PROMPT = """\
-You are a context compaction assistant. Your job is to hand the next session a structured \
-summary plus pointers to the files it actually needs.
-
-Tools you can call:
-- `read_file(path, offset?, limit?)`: inspect a file before deciding.
-- `mark_read_required(path, offset?, limit?)`: attach a file's contents (or a slice of its \
-lines) to the next session. Counts against the auto-read budget.
-- `add_reference(path)`: name a file the next session should know about, without its \
-contents.
-- `write_summary(text)`: deliver the summary. May be called again; only the last call counts.
-
-Always finish by calling `write_summary`. Produce the summary in this format:
-
-## Completed Tasks
-### (task name)
-- what was done (concrete type, file and function names)
-- gotchas or facts that came up
-
-## Active Task
-### (task name)
-- goal
-- current state (what is done, what is not)
-- next step
-
-## Key Decisions
-- (decision): (reason)
-
-## User Directives
-- "verbatim user line": only directives whose wording the next session must not lose.
-
-## Current Work
-(2-3 lines on what was happening just before compaction.)
-
-Keep code snippets and raw tool output out of the summary: that is what auto-read and \
-references are for. Target 1000-2000 tokens."""
-
-NUDGE = (
-    "You have not called `write_summary` yet. Deliver the structured summary now (Completed "
-    "Tasks, Active Task, Key Decisions, User Directives, Current Work) and nominate any files "
-    "the next session needs with `mark_read_required`."
-)
-
-SUMMARY_HEADER = "[Compacted context summary]"
-REFERENCES_HEADER = "[Referenced files: known before compaction, contents not included]"
-TASKS_HEADER = "[Task list at compaction]"
-
-
-class CompactionTimings(msgspec.Struct):
-    """Where one compaction's time went, in seconds (``time.perf_counter`` deltas).
-
-    The compactor fills ``split`` (the token timeline and the choice of the retained tail),
-    ``summary_input`` (building the summarising worker's stripped input), ``worker`` (the
-    summarising worker's turn, its LLM calls and tools, less ``auto_read``) and
-    ``auto_read`` (the wall time while files it marked were being read). The pod fills
-    ``occupancy`` (measuring the context before), ``persist`` (writing the new session and
-    the pod ref) and ``swap`` (switching to it in memory and telling subscribers).
-    """
-
-    occupancy: float = 0.0
-    split: float = 0.0
-    summary_input: float = 0.0
-    worker: float = 0.0
-    auto_read: float = 0.0
-    persist: float = 0.0
-    swap: float = 0.0
-
-    @property
-    def total(self) -> float:
-        """The sum of the phases."""
-        return (
-            self.occupancy
-            + self.split
-            + self.summary_input
-            + self.worker
-            + self.auto_read
-            + self.persist
-            + self.swap
-        )
+#: How long reporting a compaction's end to the pod may take once it is over.
+REPORT_SECONDS = 5.0
 
 
 @attrs.frozen
-class Compaction:
-    """What a compaction produced, for the pod to persist and switch to.
+class Due:
+    """Ask: does the automatic ``trigger`` fire for this history? (``pruned``: tokens the
+    prune projection leaves out of the next request)."""
 
-    ``history`` is the new history: ``new_items`` (summary, auto-read files, reference
-    list, task list; what the pod broadcasts) followed by the retained tail.
-    ``summarised`` items of the old history were replaced. ``tokens_after`` is an estimate
-    (the old session's tokens per byte applied to the new items, plus the tail's share of
-    the old timeline and the fixed part of the prompt). ``timings`` says where the time
-    went; the pod adds its own phases to it.
-    """
+    trigger: Trigger
+    history: Sequence[HistoryItem]
+    usages: Sequence[Usage]
+    pruned: int = 0
 
-    history: list[HistoryItem]
-    new_items: list[HistoryItem]
-    summarised: int
-    retained: int
+
+@attrs.frozen
+class Compact:
+    """Ask: compact this history (copies the asker will not change); the answer is the
+    occupancy before, and :class:`CompactionOver` goes to ``reply_to`` when it ends."""
+
+    trigger: Trigger
+    history: Sequence[HistoryItem]
+    usages: Sequence[Usage]
+    reply_to: ActorHandle[Any]
+    recent_files: Sequence[str] = ()
+    tasks: Sequence[Task] = ()
+    pruned: int = 0
+
+
+@attrs.frozen
+class CancelCompaction:
+    """Cancel the compaction in flight (its outcome is ``CompactionCancelled``)."""
+
+
+@attrs.frozen
+class GetStatistics:
+    """Ask: the compactor's counters."""
+
+
+CompactorMessage = Due | Compact | CancelCompaction | GetStatistics
+
+
+@attrs.frozen
+class Compacted:
+    """A compaction produced ``compaction``; ``started`` is its ``trio.current_time()``."""
+
+    compaction: Compaction
     tokens_before: int
-    tokens_after: int
-    timings: CompactionTimings = attrs.field(factory=CompactionTimings, eq=False)
+    started: float
 
 
-class CompactorStatistics(msgspec.Struct, frozen=True):
+@attrs.frozen
+class CompactionFailed:
+    """A compaction failed; ``breaker_opened`` when this failure opened the breaker."""
+
+    error: str
+    tokens_before: int
+    breaker_opened: bool = False
+    consecutive: int = 0
+
+
+@attrs.frozen
+class CompactionCancelled:
+    """A compaction was cancelled; nothing changed."""
+
+    tokens_before: int
+
+
+CompactOutcome = Compacted | CompactionFailed | CompactionCancelled
+
+
+@attrs.frozen
+class CompactionOver:
+    """Told to the pod: the compaction its ``trigger`` started ended with ``outcome``."""
+
+    trigger: Trigger
+    outcome: CompactOutcome
+
+
+@attrs.frozen
+class CompactorStatistics:
     """Counters of one compactor: successes, failures, the breaker and thrash state."""
 
     compactions: int
@@ -208,42 +152,59 @@ class CompactorStatistics(msgspec.Struct, frozen=True):
     just_compacted: bool
 
 
-class Compactor:
-    """One pod's compaction policy, algorithm and guards; see the module docstring.
+class Compactor(Actor[CompactorMessage]):
+    """One pod's compaction policy and guards; see the module docstring."""
 
-    ``provider`` is the pod's provider, used by the summarising worker unless
-    ``[compaction.model]`` names one (built with ``provider_factory`` for each compaction
-    and closed after it) or ``override`` is given (used as it is, e.g. in tests).
-    ``fs`` is the pod's scoped filesystem: the summarising worker reads, and attaches, only
-    what the pod itself may read.
-    """
+    name = "compactor"
+    mailbox_size = 8
 
     def __init__(
         self,
         config: CompactionConfig,
-        fs: ScopedFs,
+        summariser: Summariser,
         *,
-        provider: Provider,
-        model: str = "",
-        override: Provider | None = None,
-        provider_factory: ProviderFactory = create_provider,
         failure_limit: int = FAILURE_LIMIT,
     ):
         self.config = config
-        self.fs = fs
-        self._provider = provider
-        self._model = model
-        self._override = override
-        self._factory = provider_factory
+        self.summariser = summariser
         self.failure_limit = failure_limit
-        self.consecutive_failures = 0
-        self.circuit_open = False
-        self.just_compacted = False
+        self._consecutive_failures = 0
+        self._circuit_open = False
+        self._seed: tuple[int, int] | None = None
         self._compactions = 0
         self._failures = 0
-        self._seed: tuple[int, int] | None = None
+        self._nursery: trio.Nursery | None = None
+        self._running: trio.CancelScope | None = None
 
-    # --- when -----------------------------------------------------------------------
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the mailbox; a compaction goes on as a task beside it."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            try:
+                await super().run(task_status=task_status)
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def handle(self, message: CompactorMessage) -> Any:
+        """Answer one message; see the module docstring."""
+        await trio.lowlevel.checkpoint()
+        match message:
+            case Due(trigger=trigger, history=history, usages=usages, pruned=pruned):
+                self._progress(usages)
+                threshold = self.threshold_for(trigger)
+                if threshold is None or self._circuit_open or not history:
+                    return False
+                return self.occupancy(history, usages, pruned) >= threshold
+            case Compact():
+                return self._start(message)
+            case CancelCompaction():
+                if self._running is not None:
+                    self._running.cancel()
+            case GetStatistics():
+                return self.statistics()
+        return None
+
+    # --- policy -----------------------------------------------------------------------
 
     def threshold_for(self, trigger: Trigger) -> int | None:
         """The threshold ``trigger`` checks (``None``: off, or a manual trigger)."""
@@ -253,42 +214,14 @@ class Compactor:
             return self.config.request_threshold
         return None
 
-    @property
-    def enabled(self) -> bool:
-        """Whether any automatic trigger is configured (``False`` means it never fires)."""
-        return self.config.threshold is not None or self.config.request_threshold is not None
-
-    def timeline(self, history: Sequence[HistoryItem], usages: Sequence[Usage]) -> TokenTimeline:
-        """The token timeline of ``history``; right after a compaction, before the new
-        session has a usage record, the compaction's own estimate stands in for one."""
-        timeline = TokenTimeline(history, usages)
-        if not usages and self._seed is not None and self._seed[0] <= len(history):
-            timeline.add_measurement(*self._seed)
-        return timeline
-
-    def occupancy(self, history: Sequence[HistoryItem], usages: Sequence[Usage]) -> int:
+    def occupancy(
+        self, history: Sequence[HistoryItem], usages: Sequence[Usage], pruned: int = 0
+    ) -> int:
         """The estimated size of the next request: the history's tokens on the usage
-        timeline, less what the prune projection would leave out of it."""
-        tokens = self.timeline(history, usages).tokens_at()
-        decision = prune.project(
-            history,
-            usages,
-            protected_tokens=self.config.prune_protected_tokens,
-            min_savings=self.config.prune_min_savings,
-        )
-        if isinstance(decision, prune.Fire):
-            tokens -= decision.value
-        return max(0, tokens)
-
-    def due(
-        self, trigger: Trigger, history: Sequence[HistoryItem], usages: Sequence[Usage]
-    ) -> bool:
-        """Whether the automatic ``trigger`` fires now: its threshold is set, the breaker
-        is closed and the occupancy has reached the threshold."""
-        threshold = self.threshold_for(trigger)
-        if threshold is None or self.circuit_open or not history:
-            return False
-        return self.occupancy(history, usages) >= threshold
+        timeline (seeded right after a compaction), less what the prune projection
+        leaves out."""
+        tokens = seeded_timeline(history, usages, self._seed).tokens_at()
+        return max(0, tokens - pruned)
 
     def limit(self, tokens_before: int) -> int:
         """What a compacted context must stay below: the lowest threshold set (at most the
@@ -296,405 +229,88 @@ class Compactor:
         thresholds = [t for t in (self.config.threshold, self.config.request_threshold) if t]
         return min(thresholds) if thresholds else tokens_before
 
-    # --- guards ---------------------------------------------------------------------
-
-    def check_thrash(self, trigger: Trigger, tokens: int) -> None:
-        """Raise ``CompactError("thrash")`` for an automatic trigger that fires again
-        before any LLM call made progress on the compacted session."""
-        if trigger != "manual" and self.just_compacted:
-            self.just_compacted = False
-            raise CompactError(
-                "thrash",
-                f"thrash: the context is at ~{tokens} tokens again right after a compaction, "
-                f"before any progress (threshold {self.threshold_for(trigger)})",
-            )
-
-    def note_progress(self) -> None:
-        """An LLM call completed on the current session (its usage was recorded)."""
-        self.just_compacted = False
-        self._seed = None
-
-    def record_success(self, compaction: Compaction) -> None:
-        """A compaction was committed: close the breaker, remember its estimate."""
-        self._compactions += 1
-        self.consecutive_failures = 0
-        self.just_compacted = True
-        self._seed = (len(compaction.history), compaction.tokens_after)
-
-    def record_failure(self) -> bool:
-        """A compaction failed; ``True`` when this failure opened the circuit breaker."""
-        self._failures += 1
-        self.consecutive_failures += 1
-        if self.consecutive_failures >= self.failure_limit and not self.circuit_open:
-            self.circuit_open = True
-            return True
-        return False
-
-    def reset_circuit(self) -> None:
-        """Close the breaker (a manual compaction does this before it starts)."""
-        self.circuit_open = False
-        self.consecutive_failures = 0
-
-    def forget_session(self) -> None:
-        """The pod moved to a session this compactor did not make: drop per-session state."""
-        self.just_compacted = False
-        self._seed = None
-
     def statistics(self) -> CompactorStatistics:
         """Counters since this compactor was built."""
         return CompactorStatistics(
             self._compactions,
             self._failures,
-            self.consecutive_failures,
-            self.circuit_open,
-            self.just_compacted,
+            self._consecutive_failures,
+            self._circuit_open,
+            self._seed is not None,
         )
 
-    # --- the algorithm --------------------------------------------------------------
+    def _progress(self, usages: Sequence[Usage]) -> None:
+        """An LLM call completed on the session since the last compaction: not thrash."""
+        if usages:
+            self._seed = None
 
-    async def compact(
+    # --- a compaction -----------------------------------------------------------------
+
+    def _start(self, request: Compact) -> int:
+        if self._running is not None:
+            raise CompactError("busy", "a compaction is already in flight")
+        self._progress(request.usages)
+        if request.trigger == "manual":
+            self._circuit_open, self._consecutive_failures = False, 0
+        measuring = time.perf_counter()
+        tokens_before = self.occupancy(request.history, request.usages, request.pruned)
+        timings = CompactionTimings(occupancy=time.perf_counter() - measuring)
+        assert self._nursery is not None
+        self._running = trio.CancelScope()
+        self._nursery.start_soon(self._compact, request, tokens_before, timings, self._running)
+        return tokens_before
+
+    async def _compact(
         self,
-        history: Sequence[HistoryItem],
-        usages: Sequence[Usage],
-        *,
-        limit: int,
-        tokens_before: int | None = None,
-        recent_files: Sequence[str] = (),
-        tasks: Sequence[Task] = (),
-    ) -> Compaction:
-        """Summarise all but the tail of ``history``; the result must be below ``limit``.
-
-        Raises :class:`~podactors.errors.CompactError` when there is nothing to summarise,
-        when the tail alone or the whole result would not fit below ``limit``, or when the
-        summarising worker failed or wrote no summary. Neither argument is changed.
-        """
-        timings = CompactionTimings()
-        started = time.perf_counter()
-        items = list(history)
-        timeline = self.timeline(items, usages)
-        total = len(items)
-        before = timeline.tokens_at() if tokens_before is None else tokens_before
-        fixed = timeline.tokens_at(0)
-        split = tail_start(items, timeline.split_index_for_tail(self.config.retained_tokens))
-        if split == 0:
-            raise CompactError(
-                "nothing_to_compact",
-                f"nothing to summarise: the retained tail (retained_tokens="
-                f"{self.config.retained_tokens}) holds all {total} items",
-            )
-        tail_tokens = timeline.tokens_between(split, total)
-        if fixed + tail_tokens >= limit:
-            raise CompactError(
-                "post_condition",
-                f"post-condition: the retained tail alone is ~{fixed + tail_tokens} tokens "
-                f"({total - split} items, ~{tail_tokens} tokens, plus ~{fixed} for the prompt "
-                f"and tools), not below the threshold {limit}; lower retained_tokens "
-                f"({self.config.retained_tokens})",
-            )
-        rate = _history_rate(timeline, fixed)
-        timings.split = time.perf_counter() - started
-        summary, attachments, references = await self._summarise(
-            items[:split], recent_files, rate, timings
-        )
-        new_items: list[HistoryItem] = [Message("system", f"{SUMMARY_HEADER}\n\n{summary}")]
-        new_items += attachments
-        if references:
-            listed = "\n".join(f"- {path}" for path in references)
-            new_items.append(
-                Message(
-                    "system",
-                    f"{REFERENCES_HEADER}\n{listed}\nUse read_file for their current contents.",
-                )
-            )
-        if tasks:
-            new_items.append(
-                Message("system", TASKS_HEADER + "\n" + "\n".join(t.line() for t in tasks))
-            )
-        added = math.ceil(rate * sum(item_bytes(item) for item in new_items))
-        after = fixed + tail_tokens + added
-        if after >= limit:
-            raise CompactError(
-                "post_condition",
-                f"post-condition: the compacted context would be ~{after} tokens (summary and "
-                f"attachments ~{added}, retained tail ~{tail_tokens}, prompt and tools "
-                f"~{fixed}), not below the threshold {limit}",
-            )
-        return Compaction(
-            history=new_items + items[split:],
-            new_items=new_items,
-            summarised=split,
-            retained=total - split,
-            tokens_before=before,
-            tokens_after=after,
-            timings=timings,
-        )
-
-    async def _summarise(
-        self,
-        items: list[HistoryItem],
-        recent_files: Sequence[str],
-        rate: float,
+        request: Compact,
+        tokens_before: int,
         timings: CompactionTimings,
-    ) -> tuple[str, list[FileAttachment], list[str]]:
-        """Run the summarising worker; its summary, attachments and references."""
-        started = time.perf_counter()
-        budget = self.config.worker_max_input_tokens // 2 * TEXT_BYTES_PER_TOKEN
-        text = summary_input(items, recent_files, max_bytes=budget)
-        timings.summary_input = time.perf_counter() - started
-        started = time.perf_counter()
-        state = _SummaryState(self.fs, self.config.auto_read_budget, rate)
-        provider, owned, model = self._open_provider()
+        scope: trio.CancelScope,
+    ) -> None:
+        outcome: CompactOutcome = CompactionCancelled(tokens_before)
+        started = trio.current_time()
         try:
-            worker = self._summary_worker(provider, model, state)
-            try:
-                result = await worker.run(text, on_step=state.count)
-            except PodactorsError as exc:
-                raise CompactError("worker", f"the summarising worker failed: {exc}") from exc
+            with scope:
+                outcome = await self._guarded(request, tokens_before, timings, started)
         finally:
-            if owned:
-                with trio.CancelScope(shield=True):
-                    await provider.aclose()
-        timings.auto_read = state.auto_read_seconds
-        timings.worker = max(0.0, time.perf_counter() - started - state.auto_read_seconds)
-        if state.summary is None:
-            config = self.config
-            why = {
-                "yielded": f"reached worker_max_input_tokens ({config.worker_max_input_tokens})",
-                "limit_reached": f"reached worker_max_turns ({config.worker_max_turns})",
-            }.get(result.outcome, "ended")
-            raise CompactError(
-                "no_summary", f"the summarising worker {why} without calling write_summary"
-            )
-        return state.summary, list(state.attachments.values()), state.references
+            self._running = None
+            with trio.CancelScope(shield=True) as report:
+                report.deadline = trio.current_time() + REPORT_SECONDS
+                await request.reply_to.tell(CompactionOver(request.trigger, outcome))
 
-    def _open_provider(self) -> tuple[Provider, bool, str]:
-        """The summarising worker's provider, whether it is ours to close, and its model."""
-        if self._override is not None:
-            return self._override, False, ""
-        if self.config.model is not None:
-            return self._factory(self.config.model), True, self.config.model.model
-        return self._provider, False, self._model
-
-    def _summary_worker(self, provider: Provider, model: str, state: _SummaryState) -> Worker:
-        max_input = self.config.worker_max_input_tokens
-        nudged = False
-
-        async def within_budget(_: Worker) -> Literal["proceed", "yield"]:
-            return "yield" if state.input_tokens >= max_input else "proceed"
-
-        def nudge_once(_: LlmResponse) -> Decision:
-            nonlocal nudged
-            if state.summary is not None or nudged:
-                return CONTINUE
-            nudged = True
-            return Nudge(NUDGE)
-
-        return Worker(
-            provider,
-            tools=ToolRegistry([read_file, *state.tools()]),
-            tool_context=ToolContext(self.fs, files=FileTracker()),
-            system_prompt=SUMMARY_PROMPT,
-            config=RequestConfig(model=model, max_tokens=SUMMARY_MAX_TOKENS, temperature=0.0),
-            max_turns=self.config.worker_max_turns,
-            hooks=Hooks(on_turn_end=[nudge_once]),
-            interceptor=within_budget,
-        )
-
-
-_FirstLine = Annotated[int, msgspec.Meta(ge=0, description="First line to attach (0-based).")]
-_LineCount = Annotated[int, msgspec.Meta(ge=1, description="How many lines to attach.")]
-
-
-class _SummaryState:
-    """What the summarising worker's tools collect."""
-
-    def __init__(self, fs: ScopedFs, budget: int, rate: float):
-        self.fs = fs
-        self.budget_left = budget
-        self.rate = rate
-        self.summary: str | None = None
-        self.attachments: dict[tuple[str, int | None, int | None], FileAttachment] = {}
-        self.references: list[str] = []
-        self.input_tokens = 0
-        self.auto_read_seconds = 0.0
-        self._reading = 0
-        self._reading_since = 0.0
-
-    async def count(self, step: Step) -> None:
-        if step.usage is not None:
-            self.input_tokens += step.usage.input_total
-
-    def tools(self) -> list[Tool]:
-        state = self
-
-        @tool
-        async def mark_read_required(
-            path: Annotated[str, msgspec.Meta(description="File to attach, as read_file takes.")],
-            offset: _FirstLine | None = None,
-            limit: _LineCount | None = None,
-        ) -> ToolOutput:
-            """Attach a file (or a slice of its lines) to the next session's context.
-
-            Costs its tokens from the auto-read budget; refused when it does not fit.
-            """
-            return await state.mark(path, offset, limit)
-
-        @tool
-        async def add_reference(
-            path: Annotated[str, msgspec.Meta(description="File the next session should know.")],
-        ) -> ToolOutput:
-            """Name a file in the next session's reference list (its contents are not attached)."""
-            shown = state.fs.display(path)
-            await trio.to_thread.run_sync(state.fs.check, path, "read")
-            if shown not in state.references:
-                state.references.append(shown)
-            return ToolOutput(f"referenced {shown} ({len(state.references)} references)")
-
-        @tool
-        async def write_summary(
-            text: Annotated[str, msgspec.Meta(min_length=1, description="The whole summary.")],
-        ) -> ToolOutput:
-            """Deliver the structured summary; a later call replaces an earlier one."""
-            state.summary = text
-            return ToolOutput(f"summary saved ({len(text)} characters)")
-
-        return [mark_read_required, add_reference, write_summary]
-
-    async def mark(self, path: str, offset: int | None, limit: int | None) -> ToolOutput:
-        """Attach a file; ``auto_read_seconds`` counts the wall time during which at least
-        one attachment was being read (the worker runs tool calls concurrently)."""
-        if not self._reading:
-            self._reading_since = time.perf_counter()
-        self._reading += 1
+    async def _guarded(
+        self, request: Compact, tokens_before: int, timings: CompactionTimings, started: float
+    ) -> CompactOutcome:
         try:
-            return await self._mark(path, offset, limit)
-        finally:
-            self._reading -= 1
-            if not self._reading:
-                self.auto_read_seconds += time.perf_counter() - self._reading_since
-
-    async def _mark(self, path: str, offset: int | None, limit: int | None) -> ToolOutput:
-        shown = self.fs.display(path)
-        key = (shown, offset, limit)
-        if key in self.attachments:
-            return ToolOutput(f"{shown} is already attached")
-        data = await trio.to_thread.run_sync(self.fs.read_bytes, path)
-        if b"\0" in data[:8192]:
-            raise ToolError(f"{shown} looks like a binary file; not attached")
-        content = _slice(data.decode("utf-8", "replace"), offset, limit)
-        attachment = FileAttachment(shown, content, offset, limit)
-        cost = math.ceil(item_bytes(attachment) * self.rate)
-        if cost > self.budget_left:
-            raise ToolError(
-                f"{shown} needs ~{cost} tokens but only {self.budget_left} of the auto-read "
-                "budget are left; attach a slice with offset and limit, or add_reference it"
+            if request.trigger != "manual" and self._seed is not None and not request.usages:
+                raise CompactError(
+                    "thrash",
+                    f"thrash: the context is at ~{tokens_before} tokens again right after a "
+                    f"compaction, before any progress (threshold "
+                    f"{self.threshold_for(request.trigger)})",
+                )
+            compaction = await self.summariser.compact(
+                request.history,
+                request.usages,
+                limit=self.limit(tokens_before),
+                tokens_before=tokens_before,
+                seed=self._seed,
+                recent_files=request.recent_files,
+                tasks=request.tasks,
+                timings=timings,
             )
-        self.budget_left -= cost
-        self.attachments[key] = attachment
-        return ToolOutput(f"will attach {shown} (~{cost} tokens; {self.budget_left} left)")
+        except Exception as exc:
+            return self._failed(exc, tokens_before)
+        self._compactions += 1
+        self._consecutive_failures = 0
+        self._seed = (len(compaction.history), compaction.tokens_after)
+        return Compacted(compaction, tokens_before, started)
 
-
-def _slice(text: str, offset: int | None, limit: int | None) -> str:
-    if offset is None and limit is None:
-        return text
-    lines = text.splitlines(keepends=True)
-    start = offset or 0
-    end = len(lines) if limit is None else start + limit
-    return "".join(lines[start:end])
-
-
-def _history_rate(timeline: TokenTimeline, fixed: int) -> float:
-    """Tokens per serialised history byte on ``timeline`` (the prompt's fixed part left
-    out), or the default when it cannot tell."""
-    size = timeline.bytes_at(len(timeline))
-    tokens = timeline.tokens_at() - fixed
-    if size <= 0 or tokens <= 0:
-        return DEFAULT_TOKENS_PER_BYTE
-    return tokens / size
-
-
-def _part_of_response(item: HistoryItem) -> bool:
-    return isinstance(item, Reasoning | ToolCall) or (
-        isinstance(item, Message) and item.role == "assistant"
-    )
-
-
-def tail_start(items: Sequence[HistoryItem], index: int) -> int:
-    """Where a verbatim tail starting near ``index`` may start.
-
-    A tail never begins inside a model response or among tool results: it moves back to
-    the response's first item (its reasoning, text and calls), so every kept tool result
-    keeps its call and signed reasoning stays with what follows it.
-    """
-    index = max(0, min(index, len(items)))
-    if index == len(items):
-        return index
-    while index > 0 and isinstance(items[index], ToolResult):
-        index -= 1
-    while index > 0 and _part_of_response(items[index]) and _part_of_response(items[index - 1]):
-        index -= 1
-    return index
-
-
-def conversation_text(items: Sequence[HistoryItem]) -> list[str]:
-    """The items as the summarising worker reads them, one entry per item.
-
-    Tool calls keep their name only, tool results their one-line summary; reasoning is
-    left out, and so are the contents of attached files.
-    """
-    lines: list[str] = []
-    for item in items:
-        match item:
-            case Message(role=role, content=content):
-                lines.append(f"[{role.capitalize()}] {content}")
-            case ToolCall(name=name):
-                lines.append(f"[ToolCall] {name}")
-            case ToolResult(summary=summary, is_error=is_error):
-                lines.append(f"[ToolResult{' error' if is_error else ''}] {summary}")
-            case Notification(text=text, source=source):
-                lines.append(f"[Notification{f' from {source}' if source else ''}] {text}")
-            case FileAttachment(path=path):
-                lines.append(f"[File attached] {path}")
-            case ChildEvent(child=child, event=event, detail=detail):
-                lines.append(f"[Child {child}: {event}] {detail}".rstrip())
-            case Reasoning():
-                pass
-    return lines
-
-
-def summary_input(
-    items: Sequence[HistoryItem], recent_files: Sequence[str] = (), *, max_bytes: int | None = None
-) -> str:
-    """The summarising worker's input: the recent files and the conversation.
-
-    With ``max_bytes``, the oldest entries of the conversation are left out (and counted)
-    until the conversation fits.
-    """
-    parts = [
-        "Summarise the conversation below into a structured summary and nominate the files "
-        "the next session needs.\n"
-    ]
-    if recent_files:
-        listed = "".join(f"- {path}\n" for path in recent_files)
-        parts.append(
-            "These files were touched recently. Use `read_file` on them as needed, then call "
-            "`mark_read_required` for any whose contents the next session must have, and "
-            "`add_reference` for files it should know by name only.\n\n"
-            f"## Recent files\n{listed}"
-        )
-    lines = conversation_text(items)
-    if max_bytes is not None:
-        kept: list[str] = []
-        size = 0
-        for line in reversed(lines):
-            size += len(line.encode()) + 2
-            if size > max_bytes:
-                break
-            kept.append(line)
-        left_out = len(lines) - len(kept)
-        lines = list(reversed(kept))
-        if left_out:
-            lines.insert(0, f"[… {left_out} earlier entries left out]")
-    parts.append("## Conversation\n" + "\n\n".join(lines))
-    parts.append("When you are done, call `write_summary` with the final five-section text.")
-    return "\n\n".join(parts)
+    def _failed(self, exc: Exception, tokens_before: int) -> CompactionFailed:
+        error = str(exc) if isinstance(exc, PodactorsError) else f"{type(exc).__name__}: {exc}"
+        self._seed = None
+        self._failures += 1
+        self._consecutive_failures += 1
+        opened = self._consecutive_failures >= self.failure_limit and not self._circuit_open
+        self._circuit_open = self._circuit_open or opened
+        return CompactionFailed(error, tokens_before, opened, self._consecutive_failures)

@@ -42,9 +42,9 @@ from typing import Literal
 
 import msgspec
 
+from podactors.compaction.tokens import TokenTimeline, item_bytes
 from podactors.items import HistoryItem, ToolResult
 from podactors.store.entries import Extension, Usage
-from podactors.compaction.tokens import TokenTimeline, item_bytes
 
 __all__ = [
     "METRICS_DOMAIN",

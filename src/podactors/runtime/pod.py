@@ -1,539 +1,669 @@
-"""The pod actor: one agent, its worker, its active session, and its subscribers.
+"""The pod actor: one agent, its active session, its worker, its compactor, its events.
 
-A pod serves its mailbox all the time: a run goes on as a task in the pod's nursery, so
-``cancel``, ``pause``, ``notify`` and ``shutdown`` are served while a turn runs. The
-rules are the reference controller's: ``run`` only when idle (else ``already_running``),
-``resume`` only when paused (``not_paused``), ``cancel``/``pause`` only while a run is
-under way (``not_running``).
+A pod is one task serving one mailbox, and that task alone owns the pod's state. Into
+the mailbox come the protocol's methods (from handles, the websocket, a supervisor) and
+the messages of the pod's own actors, both started in the pod's nursery: the
+:class:`~podactors.agent.worker.Worker` asks at every request boundary
+(:class:`GateAsked`), hands over every step to be committed (:class:`StepDone`), streams
+its events (:class:`EventsReady`, batched while the pod is busy) and reports the end of
+its turn (:class:`TurnOver`); the :class:`~podactors.compaction.compactor.Compactor`
+reports the end of a compaction (``CompactionOver``). Because turns and compactions run
+in those actors, ``cancel``, ``pause``, ``notify`` and ``shutdown`` are served while a
+turn streams. The rules are the reference controller's: ``run`` only when idle (else
+``already_running``), ``resume`` only when paused (``not_paused``), ``cancel``/``pause``
+only while a run is under way (``not_running``).
 
-Persistence: the user input is committed before the first request; every step the
-worker hands over (an LLM call's items with its usage, a batch of tool results) is
-appended before the next request; ``TurnEnd`` and the ``Outcome`` close the run, also
-when it was cancelled (in a shielded cleanup with a deadline). A notification is
-committed as a system item: at once when idle (and it starts a turn), at the next
-request boundary while a turn runs, so the log and the history agree on its place.
+Persistence: the user input is committed before the first request; every step (an LLM
+call's items with its usage, a batch of tool results) is appended before the next
+request; ``TurnEnd`` and the ``Outcome`` close the run, also when it was cancelled. A
+notification is committed as a system item: at once when idle (and it starts a turn), at
+the next request boundary while a turn runs, so the log and the history agree on its place.
 
-With ``[compaction]`` in the manifest, every request goes through the prune projection
-(:mod:`podactors.compaction.prune`) and its decision is recorded as a metric entry right after the
-step of the LLM call that sent it (with ``prune.post_request`` after a fire). A metric
-that cannot be written is a warning ``alert``, never a failed run.
-
-Compaction (:mod:`podactors.compaction.compactor`, also with ``[compaction]``): before a run starts
-the pod checks ``threshold`` (best effort: a failure is a ``compact_failed`` event and the
-run goes on, on the old session); before every LLM request its interceptor checks
-``request_threshold`` and makes the worker yield; the pod compacts, closes the run's part in
-the old session (``Outcome("yielded")``), switches and resumes the same run. A failure is
-never the run's end: it is a ``compact_failed`` event, the run goes on on the old session,
-and the request check stays quiet for the rest of that run. ``Compact`` compacts an idle
-pod on demand. The status is ``compacting`` meanwhile; a compaction cancelled half-way
-leaves the pod on its old session. A compaction never modifies the old session beyond
-that closing ``Outcome``.
+With ``[compaction]``, every request goes through the prune projection
+(:mod:`podactors.compaction.prune`), computed once per request at the gate, and its
+decision is recorded as a metric entry right after the step of the LLM call that sent it.
+A metric that cannot be written is a warning ``alert``, never a failed run. Before a run
+the pod asks the compactor whether ``threshold`` is due (a failure is a ``compact_failed``
+event and the run goes on); at every request gate whether ``request_threshold`` is: then
+the worker yields, the pod compacts, closes the run's part in the old session
+(``Outcome("yielded")``), switches and resumes the same run with what is left of its
+budget. A failure is a ``compact_failed`` event and the run goes on on the old session
+without a retry. ``Compact`` compacts an idle pod on demand. The status is ``compacting``
+meanwhile; a compaction cancelled half-way leaves the pod on its old session.
 """
 
 from __future__ import annotations
 
-import datetime
 import time
-from collections.abc import Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any
 
-import jinja2
+import attrs
 import msgspec
+import outcome
 import trio
 
 from podactors import protocol as proto
-from podactors.compaction import prune
 from podactors.actor import Actor, ActorHandle
-from podactors.compaction.compactor import (
-    RECENT_FILES,
-    Compaction,
-    CompactionTimings,
-    Compactor,
-    ProviderFactory,
-    Trigger,
-)
-from podactors.errors import (
-    CompactError,
-    HeadMoved,
-    ManifestError,
-    PodactorsError,
-    PodError,
-    ProviderError,
-    ToolError,
-)
-from podactors.fanout import Fanout, Subscription
-from podactors.agent.hooks import CONTINUE, Decision, Hooks, Pause
-from podactors.items import (
-    ConversationItem,
-    HistoryItem,
-    Message,
-    Notification,
-    Reasoning,
-    RequestConfig,
-)
-from podactors.llm import create_provider
-from podactors.llm import events as llm_events
-from podactors.llm.provider import Provider
-from podactors.manifest import Manifest
-from podactors.store import FsStore, PodRef
-from podactors.store.entries import (
-    Item,
-    LogEntry,
-    Origin,
-    Outcome,
-    SystemItem,
-    TurnEnd,
-    Usage,
-    UserInput,
-    session_start,
-)
-from podactors.store.replay import SessionState
-from podactors.tools import Scope, ScopedFs, Tool, ToolContext, ToolRegistry, builtin_tools
+from podactors.agent.hooks import Hooks
 from podactors.agent.worker import (
-    LlmCallFinished,
-    LlmCallStarted,
-    Projection,
+    CancelTurn,
+    Gate,
+    GatePoint,
+    Hold,
+    Proceed,
+    StartTurn,
     Step,
-    ToolFinished,
-    ToolStarted,
+    TurnCancelled,
     TurnResult,
     Worker,
     WorkerEvent,
 )
+from podactors.compaction import prune
+from podactors.compaction.compactor import (
+    CancelCompaction,
+    Compact,
+    Compacted,
+    CompactionCancelled,
+    CompactionFailed,
+    CompactionOver,
+    Compactor,
+    Due,
+    Trigger,
+)
+from podactors.compaction.summariser import RECENT_FILES, ProviderFactory, Summariser
+from podactors.errors import PodactorsError, PodError, ProviderError, ToolError
+from podactors.fanout import Fanout
+from podactors.handle import CompactTicket, PodHandle, PodView, RunTicket
+from podactors.items import HistoryItem, Message, Notification, RequestConfig
+from podactors.llm import create_provider
+from podactors.llm.provider import Provider
+from podactors.manifest import Manifest
+from podactors.protocol import CompactResult, RunResult
+from podactors.runtime.events import EventTranslator
+from podactors.runtime.session import ActiveSession, render_system_prompt
+from podactors.store import PodRef, SessionState, Store
+from podactors.store.entries import Item, LogEntry, Outcome, SystemItem, TurnEnd, UserInput
+from podactors.tools import Scope, ScopedFs, Tool, ToolContext, ToolRegistry, builtin_tools
 
 CLEANUP_SECONDS = 5.0
 """How long closing a cut-short run on disk may take."""
 SNAPSHOT_HISTORY = 50
 """How many recent history items a snapshot carries."""
-WIRE_CONTENT_LIMIT = 4096
-"""Tool-result content is cut to this many characters in events (the log keeps it all)."""
+EVENT_BATCH = 256
+"""How many worker events may wait for the pod before the worker waits for it."""
+EVENT_FLUSH_SECONDS = 0.005
+"""The longest a worker event waits before the pod publishes it (a screen refresh is 16 ms)."""
 
 
-class RunResult(msgspec.Struct, frozen=True):
-    """How a run ended and the session it ended on."""
-
-    outcome: proto.RunOutcome
-    session_id: str
-    llm_calls: int = 0
-    error: str | None = None
+# --- what the pod's own actors tell it --------------------------------------------------
 
 
-class CompactResult(msgspec.Struct, frozen=True):
-    """How a manual compaction ended and the session the pod is on after it.
+@attrs.frozen
+class GateAsked:
+    """The worker is at ``point``: it waits for a :data:`~podactors.agent.worker.Gate`."""
 
-    ``outcome`` is ``compacted``, ``failed`` (``error`` says why; the pod stays on its
-    session) or ``cancelled``. The token counts are estimates. ``timings`` (of a compaction
-    that succeeded) says where its time went, phase by phase.
+    point: GatePoint
+
+
+@attrs.frozen
+class StepDone:
+    """The worker finished ``step``: the pod commits it before answering."""
+
+    step: Step
+
+
+@attrs.frozen
+class EventsReady:
+    """Worker events wait in the pod's :class:`WorkerLink`."""
+
+
+@attrs.frozen
+class TurnOver:
+    """The worker's turn ended with ``result`` (or its error)."""
+
+    result: outcome.Outcome[TurnResult]
+
+
+PodMessage = proto.AnyMethod | GateAsked | StepDone | EventsReady | TurnOver | CompactionOver
+
+
+class WorkerLink:
+    """The pod as the host of its worker's turns: every call a message to the pod.
+
+    Events are batched: they wait here, and one :class:`EventsReady` in the pod's mailbox
+    hands over a whole batch, at most ``EVENT_FLUSH_SECONDS`` after its first event (the
+    :meth:`flush_events` task sees to that) and always before the next gate, step or end
+    of the turn, so the order of everything the pod emits stays the worker's order. Past
+    ``EVENT_BATCH`` waiting events the worker waits for the pod (backpressure, no loss).
     """
 
-    outcome: Literal["compacted", "failed", "cancelled"]
-    session_id: str
-    tokens_before: int = 0
-    tokens_after: int = 0
-    error: str | None = None
-    timings: CompactionTimings | None = None
+    def __init__(self, pod: ActorHandle[PodMessage], session: ActiveSession):
+        self._pod = pod
+        self._session = session
+        self._events: list[WorkerEvent] = []
+        self._waiting = trio.Event()
+        self._drained = trio.Event()
+
+    @property
+    def history(self) -> Sequence[HistoryItem]:
+        """The pod's committed history, read only."""
+        return self._session.history
+
+    async def gate(self, point: GatePoint) -> Gate:
+        """Ask the pod at a request boundary."""
+        await self._hand_over()
+        gate: Gate = await self._pod.ask(GateAsked(point))
+        return gate
+
+    async def commit(self, step: Step) -> None:
+        """Have the pod commit ``step``."""
+        await self._hand_over()
+        await self._pod.ask(StepDone(step))
+
+    async def emit(self, event: WorkerEvent) -> None:
+        """Queue ``event`` for the pod."""
+        self._events.append(event)
+        if len(self._events) == 1:
+            self._waiting.set()
+        elif len(self._events) >= EVENT_BATCH:
+            self._drained = trio.Event()
+            await self._hand_over()
+            await self._drained.wait()
+
+    async def finished(self, result: outcome.Outcome[TurnResult]) -> None:
+        """Tell the pod the turn is over (after the events still waiting)."""
+        await self._hand_over()
+        await self._pod.tell(TurnOver(result))
+
+    def take(self) -> list[WorkerEvent]:
+        """The waiting events, in order (the pod calls this)."""
+        events, self._events = self._events, []
+        self._drained.set()
+        return events
+
+    async def flush_events(self) -> None:
+        """Hand waiting events over within ``EVENT_FLUSH_SECONDS`` (runs beside the pod)."""
+        while True:
+            await self._waiting.wait()
+            await trio.sleep(EVENT_FLUSH_SECONDS)
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        if self._waiting.is_set():
+            self._waiting = trio.Event()
+            await self._pod.tell(EventsReady())
 
 
-T = TypeVar("T")
+@attrs.define
+class _Run:
+    """A run under way: what it needs until it closes."""
+
+    ticket: RunTicket
+    text: str | None = None
+    llm_calls: int = 0
+    pause: bool = False
+    compaction_off: bool = False
 
 
-class Ticket(Generic[T]):
-    """The pending result of work started through the mailbox."""
+class Pod(Actor[PodMessage]):
+    """One agent pod: ``handle = await nursery.start(pod.run)`` (a supervisor does).
 
-    def __init__(self) -> None:
-        self._done = trio.Event()
-        self.result: T | None = None
-
-    def set(self, result: T) -> None:
-        """Deliver the result."""
-        self.result = result
-        self._done.set()
-
-    async def wait(self) -> T:
-        """Wait for the work to end."""
-        await self._done.wait()
-        assert self.result is not None
-        return self.result
-
-
-class RunTicket(Ticket[RunResult]):
-    """The pending result of a run started through the mailbox."""
-
-
-class CompactTicket(Ticket[CompactResult]):
-    """The pending result of a compaction started through the mailbox."""
-
-
-class Pod(Actor[proto.AnyMethod]):
-    """One agent pod. Start it with ``await nursery.start(pod.run)`` (a supervisor does)."""
+    ``provider`` is the pod's model (built from ``[model]`` with ``providers`` when not
+    given); ``providers`` builds a provider for any model table, ``[compaction.model]``
+    included. ``hooks`` are read, never changed.
+    """
 
     def __init__(
         self,
         manifest: Manifest,
-        store: FsStore,
+        store: Store,
         *,
         provider: Provider | None = None,
         tools: Iterable[Tool] = (),
         hooks: Hooks | None = None,
         fanout: Fanout | None = None,
-        compaction_provider: Provider | None = None,
-        provider_factory: ProviderFactory = create_provider,
+        providers: ProviderFactory = create_provider,
     ):
         self.name = manifest.pod.name
         self.manifest = manifest
         self.store = store
-        self.provider = provider or create_provider(manifest.model)
-        self.status: proto.PodStatus = "idle"
-        self.session_id: str | None = None
-        self.turn_count = 0
-        self.last_run_interrupted = False
+        self.provider = provider or providers(manifest.model)
+        self.view = PodView(self.name)
         self._owns_fanout = fanout is None
         self.fanout = fanout or Fanout(self.snapshot)
         self.fanout.snapshot = self.snapshot
-        self._head: str | None = None
-        self._entries = 0
         self._seq = self.fanout.last_seq
-        self._pending_notes: list[Notification] = []
-        self._pause_requested = False
-        self._turn_scope: trio.CancelScope | None = None
-        self._write_lock = trio.Lock()
-        self._nursery: trio.Nursery | None = None
-        self._tool_ids: dict[int, str] = {}
-        self._call_history_len = 0
-        self._usages: list[Usage] = []
-        self._in_run = False
-        self._request_check_off = False
-        self.worker = self._make_worker(tools, hooks or Hooks())
-        self.compactor: Compactor | None = None
-        if manifest.compaction is not None:
-            self.compactor = Compactor(
-                manifest.compaction,
-                self._tool_context.fs,
-                provider=self.provider,
-                model=manifest.model.model,
-                override=compaction_provider,
-                provider_factory=provider_factory,
-            )
-
-    # --- construction ---------------------------------------------------------------
-
-    def _make_worker(self, tools: Iterable[Tool], hooks: Hooks) -> Worker:
-        manifest = self.manifest
-        workdir = manifest.pod.workdir
-        fs = ScopedFs(Scope.from_config(manifest.scope, base=workdir), workdir)
-        context = ToolContext(fs, tool_output_max_bytes=manifest.worker.tool_output_max_bytes)
-        self._tool_context = context
-        hooks.pre_llm_request.insert(0, self._pause_point)
-        hooks.pre_tool_call.insert(0, self._pause_point)
-        return Worker(
-            self.provider,
-            tools=ToolRegistry([*builtin_tools(), *tools]),
-            tool_context=context,
+        self.session = ActiveSession(
+            store,
             config=RequestConfig(
                 model=manifest.model.model,
                 max_tokens=manifest.worker.max_tokens,
                 temperature=manifest.worker.temperature,
             ),
-            max_turns=manifest.worker.max_turns,
-            hooks=hooks,
-            interceptor=self._before_request,
-            project=None if manifest.compaction is None else self._project_request,
         )
+        workdir = manifest.pod.workdir
+        fs = ScopedFs(Scope.from_config(manifest.scope, base=workdir), workdir)
+        self._tool_context = ToolContext(
+            fs, tool_output_max_bytes=manifest.worker.tool_output_max_bytes
+        )
+        self.worker = Worker(
+            self.provider,
+            tools=ToolRegistry([*builtin_tools(), *tools]),
+            tool_context=self._tool_context,
+            hooks=hooks,
+        )
+        self.compactor: Compactor | None = None
+        if manifest.compaction is not None:
+            summariser = Summariser(
+                manifest.compaction,
+                fs,
+                provider=self.provider,
+                model=manifest.model.model,
+                provider_factory=providers,
+            )
+            self.compactor = Compactor(manifest.compaction, summariser)
+        self.last_run_interrupted = False
+        self._translator = EventTranslator()
+        self._run: _Run | None = None
+        self._manual: CompactTicket | None = None
+        self._compacting: Trigger | None = None
+        self._notes: list[Notification] = []
+        self._shutting_down = False
 
     def adopt(self, state: SessionState) -> None:
         """Continue the restored session ``state`` (prompt, config and history as stored)."""
-        assert state.session_id is not None
-        self.session_id, self._head = state.session_id, state.head
-        self._entries = state.entry_count
-        self.turn_count = state.turn_count
-        self.worker.system_prompt = state.system_prompt
-        self.worker.config = state.config
-        self.worker.history = list(state.history)
-        self.worker.cache_key = state.session_id
-        self.worker.cache_breakpoint = _summary_breakpoint(state)
-        self._usages = list(state.usage)
-        if self.compactor is not None:
-            self.compactor.forget_session()
-        self.last_run_interrupted = state.last_run_interrupted or bool(self.worker.open_calls())
+        self.session.adopt(state)
+        self.view.session_id = state.session_id
+        self.view.turn_count = state.turn_count
+        self.last_run_interrupted = state.last_run_interrupted or bool(
+            self.session.transcript.open_calls()
+        )
 
     # --- the actor --------------------------------------------------------------------
 
-    async def run(
-        self,
-        *,
-        task_status: trio.TaskStatus[ActorHandle[proto.AnyMethod]] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        """Serve the mailbox; runs go on as tasks beside it."""
+    async def _flush_worker_events(self) -> None:
+        await trio.lowlevel.checkpoint()
+        await self._link.flush_events()
+
+    def on_started(self) -> PodHandle:
+        """``nursery.start(pod.run)`` returns the pod's handle."""
+        self._link = WorkerLink(self.address, self.session)
+        return PodHandle(self.address, self.fanout, self.view, name=self.name)
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the mailbox, with the worker and the compactor beside it."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            self._worker = await nursery.start(self.worker.run)
+            self._compactor = None
+            if self.compactor is not None:
+                self._compactor = await nursery.start(self.compactor.run)
+            nursery.start_soon(self._flush_worker_events)
             try:
                 await super().run(task_status=task_status)
             finally:
-                self._set_status("stopped")
-                if self._turn_scope is not None:
-                    self._turn_scope.cancel()
+                with trio.CancelScope(shield=True) as cleanup:
+                    cleanup.deadline = trio.current_time() + CLEANUP_SECONDS
+                    await self._abandon()
+                nursery.cancel_scope.cancel()
                 if self._owns_fanout:
                     self.fanout.close()
 
-    async def handle(self, message: proto.AnyMethod) -> Any:
-        """Serve one method; see the module docstring for the rules."""
+    async def handle(self, message: PodMessage) -> Any:
+        """Serve one message; see the module docstring."""
         match message:
+            case StepDone(step=step):
+                await self._commit_step(step)
+            case EventsReady():
+                for event in self._link.take():
+                    for event_type, fields in self._translator.translate(event):
+                        self._emit(event_type, **fields)
+            case GateAsked(point=point):
+                return await self._gate(point)
+            case TurnOver(result=result):
+                await self._turn_over(result)
+            case CompactionOver(trigger=trigger, outcome=compacted):
+                await self._compaction_over(trigger, compacted)
+            case proto.Method():
+                return await self._method(message)
+        return None
+
+    async def _method(self, method: proto.AnyMethod) -> Any:
+        match method:
             case proto.Run(input=text):
-                return self._start_run(text)
+                if self.view.status != "idle":
+                    raise self._refuse("already_running", f"pod {self.name} is {self.view.status}")
+                return await self._begin_run(text)
             case proto.Resume():
-                return self._start_resume()
+                if self.view.status != "paused":
+                    raise self._refuse(
+                        "not_paused", f"pod {self.name} is {self.view.status}, not paused"
+                    )
+                return await self._begin_run(None, resume=True)
             case proto.Cancel():
                 await self._cancel()
             case proto.Pause():
-                if self.status != "running" and not self._in_run:
+                if self._run is None:
                     raise self._refuse(
-                        "not_running", f"nothing to pause: pod {self.name} is {self.status}"
+                        "not_running", f"nothing to pause: pod {self.name} is {self.view.status}"
                     )
-                self._pause_requested = True
+                self._run.pause = True
             case proto.Notify(message=text, source=source):
                 return await self._notify(Notification(text, source=source))
-            case proto.GetSnapshot() | proto.Attach():
+            case proto.GetSnapshot():
                 return self.snapshot()
+            case proto.Attach():
+                return self.fanout.open(first=self.snapshot())
+            case proto.GetHistory():
+                return list(self.session.history)
             case proto.Shutdown():
-                self.stop()
-                if self._turn_scope is not None:
-                    self._turn_scope.cancel()
+                await self._shutdown()
             case proto.Compact():
-                return self._start_compact()
+                return await self._begin_compact()
         return None
 
-    def _start_run(self, text: str | None) -> RunTicket:
-        if self.status != "idle":
-            raise self._refuse("already_running", f"pod {self.name} is {self.status}")
-        return self._spawn_turn(text, resume=False)
+    def _refuse(self, code: proto.ErrorCode, message: str) -> PodError:
+        """The error a refused method raises back to its caller (and only to it)."""
+        return PodError(code, message)
 
-    def _start_resume(self) -> RunTicket:
-        if self.status != "paused":
-            raise self._refuse("not_paused", f"pod {self.name} is {self.status}, not paused")
-        return self._spawn_turn(None, resume=True)
+    # --- a run ------------------------------------------------------------------------
 
-    def _start_compact(self) -> CompactTicket:
-        if self.compactor is None:
-            raise self._refuse("invalid_request", "compaction is not configured for this pod")
-        if self.status in ("running", "compacting"):
-            raise self._refuse("already_running", f"pod {self.name} is {self.status}")
-        if self.status != "idle":
-            raise self._refuse(
-                "invalid_request", f"pod {self.name} is {self.status}; resume or cancel first"
-            )
-        if self.session_id is None or not self.worker.history:
-            raise self._refuse("invalid_request", f"pod {self.name} has nothing to compact yet")
-        assert self._nursery is not None
-        ticket = CompactTicket()
-        self._set_status("compacting")
-        self._nursery.start_soon(self._manual_compact, ticket)
-        return ticket
+    async def _begin_run(self, text: str | None, *, resume: bool = False) -> RunTicket:
+        run = self._run = _Run(RunTicket(), text=text)
+        self._set_status("running")
+        self._emit(proto.TurnStart, turn=self.view.turn_count + 1)
+        try:
+            await self._ensure_session()
+            if resume:
+                await self._start_turn(None)
+                return run.ticket
+            closing = self.session.transcript.close_open_calls()
+            if closing:
+                await self._append([Item(result) for result in closing])
+            if await self._due("threshold"):
+                await self._begin_compaction("threshold")
+            else:
+                await self._start_turn(text)
+        except Exception as exc:
+            await self._run_failed(exc)
+        return run.ticket
+
+    async def _start_turn(self, text: str | None) -> None:
+        run = self._run
+        assert run is not None
+        budget = max(0, self.manifest.worker.max_turns - run.llm_calls)
+        run.text = None
+        await self._worker.tell(StartTurn(self._link, text, budget))
+
+    async def _gate(self, point: GatePoint) -> Gate:
+        run = self._run
+        if run is None:  # a turn whose run was abandoned: it must not go on
+            return Hold("pause")
+        if point == "tools":
+            return Hold("pause") if run.pause else Proceed()
+        notes, self._notes = self._notes, []
+        if notes:
+            await self._commit_system_items(notes)
+        decision = self._projection()
+        pruned = decision.value if isinstance(decision, prune.Fire) else 0
+        if not run.compaction_off and await self._due("request", pruned):
+            return Hold("yield")
+        if run.pause:
+            return Hold("pause")
+        items = decision.items if isinstance(decision, prune.Fire) else None
+        request = self.session.transcript.request(self.worker.tool_specs(), items)
+        return Proceed(request, decision)
+
+    async def _commit_step(self, step: Step) -> None:
+        usage = step.usage
+        decision = step.projection if isinstance(step.projection, prune.Skip | prune.Fire) else None
+        if usage is not None and isinstance(decision, prune.Fire):
+            usage = msgspec.structs.replace(usage, pruned_tokens=decision.value)
+        entries: list[LogEntry]
+        if step.user_input:
+            entries = [UserInput(item.content) for item in step.items if isinstance(item, Message)]
+        else:
+            entries = [Item(item) for item in step.items]
+        if usage is not None:
+            entries.append(usage)
+        if entries:
+            await self._append(entries)
+        self.session.add(step.items)
+        if usage is not None:
+            self.session.record_usage(usage)
+            if decision is not None:
+                await self._record_metrics(prune.metrics_for(decision, usage))
+
+    async def _turn_over(self, result: outcome.Outcome[TurnResult]) -> None:
+        run = self._run
+        if run is None:
+            return
+        if isinstance(result, outcome.Error):
+            await self._run_failed(result.error)
+            return
+        turn = result.unwrap()
+        run.llm_calls += turn.llm_calls
+        if turn.outcome == "yielded":
+            await self._begin_compaction("request")
+            return
+        await self._end_run(turn.outcome)
+
+    async def _run_failed(self, exc: BaseException) -> None:
+        """End the run that ``exc`` cut short (an ``error`` event unless it was cancelled)."""
+        if isinstance(exc, TurnCancelled):
+            await self._end_run("cancelled")
+            return
+        error = _describe(exc)
+        self._emit(proto.Error, code=_error_code(exc), message=error)
+        await self._end_run("error", error)
+
+    async def _end_run(self, outcome_: proto.RunOutcome, error: str | None = None) -> None:
+        """Close the run: persist its end, tell subscribers, answer its ticket."""
+        run, self._run = self._run, None
+        assert run is not None
+        interrupted = outcome_ in ("paused", "cancelled", "error")
+        self.last_run_interrupted = interrupted
+        self.view.turn_count += 1
+        session_id = self.session.session_id or ""
+        try:
+            with trio.CancelScope(shield=True) as cleanup:
+                cleanup.deadline = trio.current_time() + CLEANUP_SECONDS
+                if self.session.started:
+                    await self._append(
+                        [TurnEnd(), Outcome(outcome_, interrupted=interrupted, error=error)]
+                    )
+        except BaseException as exc:  # the pod crashes; its caller still gets an answer
+            failure = f"the run could not be closed: {_describe(exc)}"
+            run.ticket.deliver(RunResult("error", session_id, run.llm_calls, failure))
+            raise
+        session_id = self.session.session_id or ""
+        self._emit(proto.TurnEnd, turn=self.view.turn_count)
+        self._set_status("paused" if outcome_ == "paused" else "idle")
+        self._emit(proto.RunEnd, outcome=outcome_, session_id=session_id, llm_calls=run.llm_calls)
+        run.ticket.deliver(RunResult(outcome_, session_id, run.llm_calls, error))
+        await self._after_work()
+
+    async def _after_work(self) -> None:
+        """Once a run or compaction is over: stop if asked to, else take notifications
+        that came meanwhile (they start a turn of their own when the pod is idle)."""
+        if self._shutting_down:
+            self.stop()
+        elif self._notes and self.view.status == "idle":
+            notes, self._notes = self._notes, []
+            await self._commit_system_items(notes)
+            await self._begin_run(None)
 
     async def _cancel(self) -> None:
         """Cancel the running turn or compaction, or abandon a paused run (its open calls
         get closed)."""
-        if self.status in ("running", "compacting") and self._turn_scope is not None:
-            self._turn_scope.cancel()
-        elif self.status == "paused":
-            closing: list[LogEntry] = [Item(r) for r in self.worker.close_open_calls()]
+        if self._compacting is not None and self._compactor is not None:
+            await self._compactor.tell(CancelCompaction())
+        elif self._run is not None:
+            await self._worker.tell(CancelTurn())
+        elif self.view.status == "paused":
+            closing: list[LogEntry] = [Item(r) for r in self.session.transcript.close_open_calls()]
             await self._append([*closing, Outcome("cancelled", interrupted=True)])
             self._set_status("idle")
-            self._emit(proto.RunEnd, outcome="cancelled", session_id=self.session_id or "")
+            self._emit(proto.RunEnd, outcome="cancelled", session_id=self.session.session_id or "")
         else:
             raise self._refuse(
-                "not_running", f"nothing to cancel: pod {self.name} is {self.status}"
+                "not_running", f"nothing to cancel: pod {self.name} is {self.view.status}"
             )
 
-    def _refuse(self, code: str, message: str) -> PodError:
-        """The error a refused method raises back to its caller (and only to it)."""
-        return PodError(code, message)
+    async def _shutdown(self) -> None:
+        if self._run is None and self._compacting is None:
+            self.stop()
+            return
+        self._shutting_down = True
+        await self._cancel()
 
-    def _spawn_turn(self, text: str | None, *, resume: bool) -> RunTicket:
-        assert self._nursery is not None
-        ticket = RunTicket()
-        self._pause_requested = False
-        self._set_status("running")
-        self._nursery.start_soon(self._run_turn, text, resume, ticket)
-        return ticket
-
-    # --- a run ------------------------------------------------------------------------
-
-    async def _run_turn(self, text: str | None, resume: bool, ticket: RunTicket) -> None:
-        outcome: proto.RunOutcome = "cancelled"
-        result: TurnResult | None = None
-        error: str | None = None
-        self._in_run = True
-        self._request_check_off = False
+    async def _abandon(self) -> None:
+        """The pod stops with work under way (it was cancelled or crashed): close the run
+        on disk as interrupted, with a result for every open call."""
+        self._set_status("stopped")
+        run, self._run = self._run, None
+        if self._manual is not None:
+            self._manual.deliver(CompactResult("cancelled", self.session.session_id or ""))
+        if run is None:
+            return
+        session_id = self.session.session_id or ""
         try:
-            with trio.CancelScope() as scope:
-                self._turn_scope = scope
-                self._emit(proto.TurnStart, turn=self.turn_count + 1)
-                result = await self._drive(text, resume)
-                outcome = _run_outcome(result)
-        except PodactorsError as exc:
-            outcome, error = "error", str(exc)
-            self._emit(proto.Error, code=_error_code(exc), message=str(exc))
-        except Exception as exc:
-            outcome, error = "error", f"{type(exc).__name__}: {exc}"
-            self._emit(proto.Error, code="internal", message=error)
+            if self.session.started:
+                closing: list[LogEntry] = [
+                    Item(r) for r in self.session.transcript.close_open_calls()
+                ]
+                await self._append([*closing, TurnEnd(), Outcome("cancelled", interrupted=True)])
         finally:
-            self._turn_scope = None
-            self._in_run = False
-            try:
-                with trio.CancelScope(shield=True) as cleanup:
-                    cleanup.deadline = trio.current_time() + CLEANUP_SECONDS
-                    await self._close_run(outcome, error, result, ticket)
-            finally:  # a crash while closing must not leave the caller waiting
-                if ticket.result is None:
-                    ticket.set(RunResult("error", self.session_id or "", 0, "pod crashed"))
-
-    async def _drive(self, text: str | None, resume: bool) -> TurnResult:
-        await self._ensure_session()
-        on_step, on_event = self._persist_step, self._forward
-        if resume:
-            result = await self.worker.resume(on_step=on_step, on_event=on_event)
-            return await self._after_yields(result)
-        closing: list[LogEntry] = [Item(r) for r in self.worker.close_open_calls()]
-        if self._compaction_due("threshold"):
-            if closing:
-                await self._append(closing)
-                closing = []
-            await self._compact("threshold")
-            self._set_status("running")
-        if text is not None:
-            closing.append(UserInput(text))
-        if closing:
-            await self._append(closing)
-        result = await self.worker.run(text, on_step=on_step, on_event=on_event)
-        return await self._after_yields(result)
-
-    async def _after_yields(self, result: TurnResult) -> TurnResult:
-        """Compact and go on while the worker yields; the run's LLM calls are summed and
-        ``max_turns`` holds for the whole run."""
-        calls = result.llm_calls
-        max_turns = self.worker.max_turns
-        try:
-            while result.outcome == "yielded":
-                compacted = await self._compact("request")
-                self._set_status("running")
-                if compacted.outcome != "compacted":
-                    self._request_check_off = True  # go on as is; no retry in this run
-                self.worker.max_turns = max(0, max_turns - calls)
-                result = await self.worker.run(
-                    None, on_step=self._persist_step, on_event=self._forward
-                )
-                calls += result.llm_calls
-        finally:
-            self.worker.max_turns = max_turns
-        return TurnResult(result.outcome, calls, result.response)
-
-    async def _close_run(
-        self,
-        outcome: proto.RunOutcome,
-        error: str | None,
-        result: TurnResult | None,
-        ticket: RunTicket,
-    ) -> None:
-        interrupted = self.worker.last_run_interrupted or outcome in ("cancelled", "error")
-        self.last_run_interrupted = interrupted
-        self.turn_count += 1
-        if self.session_id is not None:
-            kind = "limit_reached" if outcome == "limit_reached" else outcome
-            await self._append([TurnEnd(), Outcome(kind, interrupted=interrupted, error=error)])
-        self._emit(proto.TurnEnd, turn=self.turn_count)
-        if self.status != "stopped":
-            self._set_status("paused" if outcome == "paused" else "idle")
-        calls = result.llm_calls if result else 0
-        session_id = self.session_id or ""
-        self._emit(proto.RunEnd, outcome=outcome, session_id=session_id, llm_calls=calls)
-        ticket.set(RunResult(outcome, session_id, calls, error))
-
-    async def _pause_point(self, *_: Any) -> Decision:
-        return Pause() if self._pause_requested else CONTINUE
-
-    async def _before_request(self, worker: Worker) -> Literal["proceed", "yield"]:
-        """Commit notifications that arrived during the turn, then let the request go
-        unless the context reached ``request_threshold`` (the pod compacts first)."""
-        notes, self._pending_notes = self._pending_notes, []
-        if notes:
-            await self._commit_system_items(notes)
-        if self._request_check_off:
-            return "proceed"
-        return "yield" if self._compaction_due("request") else "proceed"
+            run.ticket.deliver(RunResult("cancelled", session_id, run.llm_calls, "pod stopped"))
 
     # --- compaction -------------------------------------------------------------------
 
-    def _compaction_due(self, trigger: Trigger) -> bool:
-        if self.compactor is None or self.session_id is None:
+    def _projection(self) -> prune.PruneDecision | None:
+        """The prune projection of the next request (``None`` without ``[compaction]``)."""
+        compaction = self.manifest.compaction
+        if compaction is None:
+            return None
+        return prune.project(
+            self.session.history,
+            self.session.usages,
+            protected_tokens=compaction.prune_protected_tokens,
+            min_savings=compaction.prune_min_savings,
+        )
+
+    async def _due(self, trigger: Trigger, pruned: int | None = None) -> bool:
+        if self._compactor is None or not self.session.started:
             return False
-        return self.compactor.due(trigger, self.worker.history, self._usages)
+        if pruned is None:
+            decision = self._projection()
+            pruned = decision.value if isinstance(decision, prune.Fire) else 0
+        session = self.session
+        due: bool = await self._compactor.ask(Due(trigger, session.history, session.usages, pruned))
+        return due
 
-    async def _manual_compact(self, ticket: CompactTicket) -> None:
-        assert self.compactor is not None
-        result = CompactResult("cancelled", self.session_id or "")
-        try:
-            with trio.CancelScope() as scope:
-                self._turn_scope = scope
-                self.compactor.reset_circuit()
-                result = await self._compact("manual")
-        finally:
-            self._turn_scope = None
-            if self.status != "stopped":
-                self._set_status("idle")
-            ticket.set(result)
-        notes, self._pending_notes = self._pending_notes, []
-        if notes and self.status == "idle":  # notifications that came while compacting
-            await self._commit_system_items(notes)
-            self._spawn_turn(None, resume=False)
+    async def _begin_compact(self) -> CompactTicket:
+        if self.compactor is None:
+            raise self._refuse("invalid_request", "compaction is not configured for this pod")
+        if self.view.status in ("running", "compacting"):
+            raise self._refuse("already_running", f"pod {self.name} is {self.view.status}")
+        if self.view.status != "idle":
+            raise self._refuse(
+                "invalid_request", f"pod {self.name} is {self.view.status}; resume or cancel first"
+            )
+        if not self.session.started or not self.session.history:
+            raise self._refuse("invalid_request", f"pod {self.name} has nothing to compact yet")
+        ticket = self._manual = CompactTicket()
+        await self._begin_compaction("manual")
+        return ticket
 
-    async def _compact(self, trigger: Trigger) -> CompactResult:
-        """Compact the active session and switch to the new one.
-
-        A failure is a ``compact_failed`` event (and counts towards the circuit breaker),
-        never an exception; cancellation propagates, and leaves the pod on its session.
-        """
-        compactor, old = self.compactor, self.session_id
-        assert compactor is not None and old is not None
-        history, usages = list(self.worker.history), list(self._usages)
-        measuring = time.perf_counter()
-        tokens_before = compactor.occupancy(history, usages)
-        occupancy = time.perf_counter() - measuring
-        started = time.monotonic()
+    async def _begin_compaction(self, trigger: Trigger) -> None:
+        assert self._compactor is not None
+        decision = self._projection()
+        fs = self._tool_context.fs
+        recent = [fs.display(path) for path in self._tool_context.files.recent_files(RECENT_FILES)]
+        session = self.session
+        tokens_before: int = await self._compactor.ask(
+            Compact(
+                trigger,
+                list(session.history),
+                list(session.usages),
+                self.address,
+                recent_files=recent,
+                tasks=self._tool_context.tasks.tasks(),
+                pruned=decision.value if isinstance(decision, prune.Fire) else 0,
+            )
+        )
+        self._compacting = trigger
         self._emit(proto.CompactStart, tokens_before=tokens_before)
         self._set_status("compacting")
-        try:
-            compactor.check_thrash(trigger, tokens_before)
-            compaction = await compactor.compact(
-                history,
-                usages,
-                limit=compactor.limit(tokens_before),
-                tokens_before=tokens_before,
-                recent_files=self._recent_files(),
-                tasks=self._tool_context.tasks.tasks(),
-            )
-            await self._commit_compaction(compaction, close_run=trigger == "request")
-        except trio.Cancelled:
-            self._emit(proto.CompactFailed, error="cancelled")
-            raise
-        except Exception as exc:
-            error = str(exc) if isinstance(exc, PodactorsError) else f"{type(exc).__name__}: {exc}"
-            self._emit(proto.CompactFailed, error=error)
-            if compactor.record_failure():
+
+    async def _compaction_over(
+        self, trigger: Trigger, over: Compacted | CompactionFailed | CompactionCancelled
+    ) -> None:
+        self._compacting = None
+        old = self.session.session_id or ""
+        result = CompactResult("cancelled", old, over.tokens_before)
+        if isinstance(over, Compacted):
+            try:
+                result = await self._commit_compaction(over, close_run=trigger == "request")
+            except Exception as exc:
+                over = CompactionFailed(_describe(exc), over.tokens_before)
+        if isinstance(over, CompactionFailed):
+            self._emit(proto.CompactFailed, error=over.error)
+            if over.breaker_opened:
                 self.alert(
                     "error",
                     "compactor",
-                    f"compaction failed {compactor.consecutive_failures} times in a row "
-                    f"(last: {error}); automatic compaction is off until a manual compact",
+                    f"compaction failed {over.consecutive} times in a row (last: {over.error}); "
+                    "automatic compaction is off until a manual compact",
                 )
-            return CompactResult("failed", old, tokens_before, error=error)
+            result = CompactResult("failed", old, over.tokens_before, error=over.error)
+        elif isinstance(over, CompactionCancelled):
+            self._emit(proto.CompactFailed, error="cancelled")
+        if trigger == "manual":
+            ticket, self._manual = self._manual, None
+            self._set_status("idle")
+            if ticket is not None:
+                ticket.deliver(result)
+            await self._after_work()
+            return
+        run = self._run
+        if run is None:
+            return
+        if isinstance(over, CompactionCancelled) or self._shutting_down:
+            await self._end_run("cancelled")
+            return
+        if trigger == "request" and result.outcome != "compacted":
+            run.compaction_off = True  # go on as is; no retry in this run
+        self._set_status("running")
+        try:
+            await self._start_turn(run.text)
+        except Exception as exc:
+            await self._run_failed(exc)
+
+    async def _commit_compaction(self, over: Compacted, *, close_run: bool) -> CompactResult:
+        """Store the compacted session, point the pod ref at it, switch, tell subscribers.
+
+        With ``close_run`` (a run goes on in the new session) the old session first gets
+        ``Outcome("yielded")``. Shielded with a deadline, so the pod ends up either wholly
+        on the new session or wholly on the old one.
+        """
+        compaction = over.compaction
         timings = compaction.timings
-        timings.occupancy = occupancy
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + CLEANUP_SECONDS
+            started = time.perf_counter()
+            if close_run:
+                await self._append([Outcome("yielded")])
+            old = await self.session.switch_to_compacted(compaction.history)
+            await self._save_pod_ref()
+            timings.persist = time.perf_counter() - started
+        if scope.cancelled_caught:
+            raise PodactorsError("storing the compacted session timed out")
         switching = time.perf_counter()
-        compactor.record_success(compaction)
-        new = self.session_id
+        new = self.session.session_id
         assert new is not None
+        self.view.session_id = new
         self._emit(proto.SessionRotated, old_session_id=old, new_session_id=new, reason="compacted")
         for item in compaction.new_items:
             self._emit(proto.SystemItemAdded, item=item)
@@ -541,70 +671,30 @@ class Pod(Actor[proto.AnyMethod]):
             proto.CompactDone,
             old_session_id=old,
             new_session_id=new,
-            tokens_before=tokens_before,
+            tokens_before=over.tokens_before,
             tokens_after=compaction.tokens_after,
-            duration=time.monotonic() - started,
+            duration=trio.current_time() - over.started,
         )
-        timings.swap += time.perf_counter() - switching
+        timings.swap = time.perf_counter() - switching
         return CompactResult(
-            "compacted", new, tokens_before, compaction.tokens_after, timings=timings
+            "compacted", new, over.tokens_before, compaction.tokens_after, timings=timings
         )
-
-    async def _commit_compaction(self, compaction: Compaction, *, close_run: bool) -> None:
-        """Store the compacted session, point the pod ref at it, then switch in memory.
-
-        With ``close_run`` (a run goes on in the new session) the old session first gets
-        ``Outcome("yielded")``. Shielded with a deadline, so the pod ends up either wholly
-        on the new session or wholly on the old one (an orphaned new session is all a
-        timeout can leave). Fills ``persist`` and (its in-memory part) ``swap`` of the
-        compaction's timings.
-        """
-        assert self.session_id is not None
-        state = SessionState(
-            system_prompt=self.worker.system_prompt,
-            config=self.worker.config,
-            history=list(compaction.history),
-        )
-        switched = False
-        timings = compaction.timings
-        with trio.CancelScope(shield=True) as scope:
-            scope.deadline = trio.current_time() + CLEANUP_SECONDS
-            started = time.perf_counter()
-            if close_run:
-                await self._append([Outcome("yielded")])
-            origin = Origin("compacted_from", self.session_id, head=self._head)
-            ref = await self.store.create_compacted(state, origin)
-            await self._save_pod_ref(ref.session_id)
-            switching = time.perf_counter()
-            timings.persist = switching - started
-            self._move_to(ref.session_id, ref.head, entries=1)
-            self.worker.history = list(compaction.history)
-            self.worker.cache_breakpoint = 0  # the summary: a prefix that stays put
-            self._usages = []
-            timings.swap = time.perf_counter() - switching
-            switched = True
-        if not switched:
-            raise CompactError("commit", "storing the compacted session timed out")
-
-    def _recent_files(self) -> list[str]:
-        fs = self._tool_context.fs
-        return [fs.display(path) for path in self._tool_context.files.recent_files(RECENT_FILES)]
 
     # --- notifications ----------------------------------------------------------------
 
     async def _notify(self, note: Notification) -> RunTicket | None:
-        if self.status in ("running", "compacting"):
-            self._pending_notes.append(note)
+        if self.view.status in ("running", "compacting"):
+            self._notes.append(note)
             return None
         await self._ensure_session()
         await self._commit_system_items([note])
-        if self.status == "idle":
-            return self._spawn_turn(None, resume=False)
+        if self.view.status == "idle":
+            return await self._begin_run(None)
         return None
 
     async def _commit_system_items(self, notes: list[Notification]) -> None:
         await self._append([SystemItem(note) for note in notes])
-        self.worker.history.extend(notes)
+        self.session.add(notes)
         for note in notes:
             self._emit(proto.SystemItemAdded, item=note)
 
@@ -612,64 +702,12 @@ class Pod(Actor[proto.AnyMethod]):
 
     async def _ensure_session(self) -> None:
         """Create the session at the first turn, rendering the system prompt once."""
-        if self.session_id is not None:
+        if self.session.started:
             return
-        self.worker.system_prompt = self.render_system_prompt()
-        start = session_start(
-            self.worker.system_prompt, config=self.worker.config, history=self.worker.history
-        )
-        ref = await self.store.create_session(start)
-        self._move_to(ref.session_id, ref.head, entries=1)
+        tool_names = [spec.name for spec in self.worker.tool_specs()]
+        await self.session.create(render_system_prompt(self.manifest, tool_names))
+        self.view.session_id = self.session.session_id
         await self._save_pod_ref()
-
-    def render_system_prompt(self) -> str:
-        """The manifest's instruction template, rendered with the pod's surroundings."""
-        workdir = Path(self.manifest.pod.workdir)
-        agents = workdir / "AGENTS.md"
-        context = {
-            "now": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "workdir": str(workdir),
-            "scope": _scope_summary(self.manifest),
-            "tools": [spec.name for spec in self.worker.build_request().tools],
-            "agents_md": agents.read_text(errors="replace") if agents.is_file() else "",
-            "pod": self.name,
-        }
-        try:
-            template = _JINJA.from_string(self.manifest.instruction_text())
-            return template.render(context)
-        except jinja2.TemplateError as exc:
-            raise ManifestError(f"bad template: {exc}", key="worker.instruction") from None
-
-    async def _persist_step(self, step: Step) -> None:
-        usage = step.usage
-        decision = step.projection if isinstance(step.projection, prune.Skip | prune.Fire) else None
-        if usage is not None and isinstance(decision, prune.Fire):
-            usage = msgspec.structs.replace(usage, pruned_tokens=decision.value)
-        entries: list[LogEntry] = [Item(item) for item in step.items]
-        if usage is not None:
-            entries.append(usage)
-        if entries:
-            await self._append(entries)
-        if usage is not None:
-            self._usages.append(usage)
-            if self.compactor is not None:
-                self.compactor.note_progress()
-            if decision is not None:
-                await self._record_metrics(prune.metrics_for(decision, usage))
-
-    # --- prune projection -------------------------------------------------------------
-
-    def _project_request(self, items: list[HistoryItem]) -> Projection:
-        """The prune projection with the manifest's settings; the decision is the note."""
-        compaction = self.manifest.compaction
-        assert compaction is not None
-        decision = prune.project(
-            items,
-            self._usages,
-            protected_tokens=compaction.prune_protected_tokens,
-            min_savings=compaction.prune_min_savings,
-        )
-        return Projection(decision.items if isinstance(decision, prune.Fire) else items, decision)
 
     async def _record_metrics(self, metrics: list[prune.Metric]) -> None:
         """Append metric entries; a failure is a warning, never the run's end."""
@@ -680,35 +718,19 @@ class Pod(Actor[proto.AnyMethod]):
             self.alert("warn", "metrics", f"could not write metric {names}: {exc}")
 
     async def _append(self, entries: list[LogEntry]) -> None:
-        assert self.session_id is not None
-        async with self._write_lock:
-            try:
-                self._head = await self.store.append(self.session_id, entries, self._head or "")
-            except HeadMoved:
-                await self._fork_away()
-                self._head = await self.store.append(self.session_id, entries, self._head or "")
-            self._entries += len(entries)
+        forked_from = await self.session.append(entries)
+        if forked_from is not None:
+            self.view.session_id = self.session.session_id
+            self._emit(
+                proto.SessionRotated,
+                old_session_id=forked_from,
+                new_session_id=self.session.session_id,
+                reason="head_moved",
+            )
+            await self._save_pod_ref()
 
-    async def _fork_away(self) -> None:
-        """Another writer moved our session's head: continue on a fork of our prefix."""
-        assert self.session_id is not None
-        old = self.session_id
-        ref = await self.store.fork(old, at=self._entries)
-        self._move_to(ref.session_id, ref.head, entries=self._entries)
-        self._emit(
-            proto.SessionRotated,
-            old_session_id=old,
-            new_session_id=ref.session_id,
-            reason="head_moved",
-        )
-        await self._save_pod_ref()
-
-    def _move_to(self, session_id: str, head: str, *, entries: int) -> None:
-        self.session_id, self._head, self._entries = session_id, head, entries
-        self.worker.cache_key = session_id
-
-    async def _save_pod_ref(self, session_id: str | None = None) -> None:
-        session_id = session_id or self.session_id
+    async def _save_pod_ref(self) -> None:
+        session_id = self.session.session_id
         if session_id is not None:
             source = self.manifest.source
             ref = PodRef(
@@ -725,16 +747,12 @@ class Pod(Actor[proto.AnyMethod]):
         return proto.Snapshot(
             pod=self.name,
             seq=self._seq,
-            status=self.status,
-            session_id=self.session_id,
-            turn_count=self.turn_count,
-            history=self.worker.history[-SNAPSHOT_HISTORY:],
+            status=self.view.status,
+            session_id=self.session.session_id,
+            turn_count=self.view.turn_count,
+            history=self.session.history[-SNAPSHOT_HISTORY:],
             last_seq=self._seq,
         )
-
-    def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
-        """Events from now on, starting with a snapshot."""
-        return self.fanout.subscribe(first=self.snapshot())
 
     def alert(self, level: proto.AlertLevel, source: str, message: str) -> None:
         """Tell subscribers something an operator should know."""
@@ -745,233 +763,25 @@ class Pod(Actor[proto.AnyMethod]):
         self.fanout.publish(event_type(pod=self.name, seq=self._seq, **fields))  # type: ignore[arg-type]
 
     def _set_status(self, status: proto.PodStatus) -> None:
-        if status != self.status:
-            self.status = status
+        if self.view.status == "stopped":
+            return
+        if status != self.view.status:
+            self.view.status = status
             self._emit(proto.Status, status=status)
 
-    async def _forward(self, event: WorkerEvent) -> None:
-        for event_type, fields in self._translate(event):
-            self._emit(event_type, **fields)
 
-    def _translate(self, event: WorkerEvent) -> list[tuple[type[proto.Event], dict[str, Any]]]:
-        match event:
-            case llm_events.TextDelta(text=text):
-                return [(proto.TextDelta, {"text": text})]
-            case llm_events.ThinkingDelta(text=text):
-                return [(proto.ThinkingDelta, {"text": text})]
-            case llm_events.ToolCallStart(index=index, id=call_id, name=name):
-                self._tool_ids[index] = call_id
-                return [(proto.ToolCallStart, {"id": call_id, "name": name})]
-            case llm_events.ToolCallArgsDelta(index=index, delta=delta):
-                return [
-                    (proto.ToolCallArgsDelta, {"id": self._tool_ids.get(index, ""), "delta": delta})
-                ]
-            case llm_events.ToolCallDone(call=call):
-                return [
-                    (
-                        proto.ToolCallDone,
-                        {"id": call.id, "name": call.name, "arguments": call.arguments},
-                    )
-                ]
-            case LlmCallStarted(index=index, history_len=history_len):
-                self._tool_ids, self._call_history_len = {}, history_len
-                return [(proto.LlmCallStart, {"index": index, "history_len": history_len})]
-            case LlmCallFinished(index=index, response=response):
-                return [
-                    *_done_events(response.items),
-                    _usage_event(response, self._call_history_len),
-                    (proto.LlmCallEnd, {"index": index, "stop_reason": response.stop_reason}),
-                ]
-            case ToolFinished(result=result):
-                content = None if result.content is None else result.content[:WIRE_CONTENT_LIMIT]
-                return [
-                    (
-                        proto.ToolResult,
-                        {
-                            "call_id": result.call_id,
-                            "summary": result.summary,
-                            "is_error": result.is_error,
-                            "content": content,
-                        },
-                    )
-                ]
-            case (
-                ToolStarted()
-                | llm_events.UsageUpdate()
-                | llm_events.Finish()
-                | llm_events.ThinkingSignature()
-            ):
-                return []
-        return []
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, PodactorsError) else f"{type(exc).__name__}: {exc}"
 
 
-class PodHandle:
-    """What a user holds of a running pod: its methods, its state, its events.
-
-    Methods go through the pod's mailbox; refused ones raise
-    :class:`~podactors.errors.PodError` with the protocol error code.
-    """
-
-    def __init__(self, pod: Pod, address: ActorHandle[proto.AnyMethod]):
-        self._pod = pod
-        self._address = address
-        self.name = pod.name
-
-    def rebind(self, pod: Pod, address: ActorHandle[proto.AnyMethod]) -> None:
-        """Point this handle at a restarted pod (the supervisor does this)."""
-        self._pod, self._address = pod, address
-
-    def __repr__(self) -> str:
-        return f"PodHandle({self.name!r}, status={self.status!r})"
-
-    @property
-    def status(self) -> proto.PodStatus:
-        """``idle``, ``running``, ``paused``, ``compacting`` or ``stopped``."""
-        return self._pod.status
-
-    @property
-    def session_id(self) -> str | None:
-        """The session the pod writes to now."""
-        return self._pod.session_id
-
-    async def run(self, text: str) -> RunResult:
-        """Run a turn on ``text`` and wait for it to end."""
-        ticket: RunTicket = await self._address.ask(proto.Run(pod=self.name, input=text))
-        return await ticket.wait()
-
-    async def start_run(self, text: str) -> RunTicket:
-        """Start a turn on ``text``; await ``ticket.wait()`` for its result."""
-        ticket: RunTicket = await self._address.ask(proto.Run(pod=self.name, input=text))
-        return ticket
-
-    async def resume(self) -> RunResult:
-        """Continue a paused run and wait for it to end."""
-        return await (await self.start_resume()).wait()
-
-    async def start_resume(self) -> RunTicket:
-        """Continue a paused run; await ``ticket.wait()`` for its result."""
-        ticket: RunTicket = await self._address.ask(proto.Resume(pod=self.name))
-        return ticket
-
-    async def cancel(self) -> None:
-        """Cancel the running (or paused) run."""
-        await self._address.ask(proto.Cancel(pod=self.name))
-
-    async def pause(self) -> None:
-        """Pause the running run at its next step."""
-        await self._address.ask(proto.Pause(pod=self.name))
-
-    async def notify(self, message: str, *, source: str | None = None) -> RunTicket | None:
-        """Commit a notification; returns the ticket of the turn it started, if idle."""
-        ticket: RunTicket | None = await self._address.ask(
-            proto.Notify(pod=self.name, message=message, source=source)
-        )
-        return ticket
-
-    async def compact(self) -> CompactResult:
-        """Compact the pod's session now and wait for the result.
-
-        Refused (:class:`~podactors.errors.PodError`) without ``[compaction]``, unless the
-        pod is idle, and before its first run. A manual compaction closes the circuit
-        breaker first; it fails (``outcome="failed"``) rather than raising.
-        """
-        return await (await self.start_compact()).wait()
-
-    async def start_compact(self) -> CompactTicket:
-        """Start a compaction; await ``ticket.wait()`` for its result."""
-        ticket: CompactTicket = await self._address.ask(proto.Compact(pod=self.name))
-        return ticket
-
-    async def shutdown(self) -> None:
-        """Stop the pod; a running turn is cancelled and its interrupted state persisted."""
-        await self._address.ask(proto.Shutdown(pod=self.name))
-
-    async def snapshot(self) -> proto.Snapshot:
-        """Where the pod stands."""
-        snapshot: proto.Snapshot = await self._address.ask(proto.GetSnapshot(pod=self.name))
-        return snapshot
-
-    async def history(self) -> list[HistoryItem]:
-        """The pod's whole history, as the model sees it."""
-        await trio.lowlevel.checkpoint()
-        return list(self._pod.worker.history)
-
-    def subscribe(self) -> AbstractAsyncContextManager[Subscription]:
-        """Events from now on, starting with a snapshot (``async with``)."""
-        return self._pod.subscribe()
-
-
-_JINJA = jinja2.Environment(
-    undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
-
-
-def _done_events(items: list[ConversationItem]) -> list[tuple[type[proto.Event], dict[str, Any]]]:
-    done: list[tuple[type[proto.Event], dict[str, Any]]] = []
-    for item in items:
-        if isinstance(item, Message):
-            done.append((proto.TextDone, {"text": item.content}))
-        elif isinstance(item, Reasoning):
-            done.append((proto.ThinkingDone, {"text": item.text}))
-    return done
-
-
-def _usage_event(
-    response: llm_events.LlmResponse, history_len: int
-) -> tuple[type[proto.Event], dict[str, Any]]:
-    usage = response.usage
-    return (
-        proto.UsageReport,
-        {
-            "history_len": history_len,
-            "input_total": usage.input_total,
-            "cache_read": usage.cache_read,
-            "cache_write": usage.cache_write,
-            "output": usage.output,
-        },
-    )
-
-
-def _summary_breakpoint(state: SessionState) -> int | None:
-    """A compacted session caches its prompt up to its summary, the first item."""
-    compacted = state.origin is not None and state.origin.kind == "compacted_from"
-    first = state.history[0] if state.history else None
-    if compacted and isinstance(first, Message) and first.role == "system":
-        return 0
-    return None
-
-
-def _run_outcome(result: TurnResult) -> proto.RunOutcome:
-    if result.outcome == "yielded":
-        return "finished"
-    return result.outcome
-
-
-def _error_code(exc: PodactorsError) -> proto.ErrorCode:
+def _error_code(exc: BaseException) -> proto.ErrorCode:
     if isinstance(exc, ProviderError):
         return "provider_error"
     if isinstance(exc, ToolError):
         return "tool_error"
     if isinstance(exc, PodError):
-        return exc.code  # type: ignore[return-value]
+        return exc.code
     return "internal"
 
 
-def _scope_summary(manifest: Manifest) -> str:
-    allow = [
-        f"{rule.permission} {rule.target}{'' if rule.recursive else ' (top only)'}"
-        for rule in manifest.scope.allow
-    ]
-    deny = [f"deny {rule.permission} {rule.target}" for rule in manifest.scope.deny]
-    return "; ".join(allow + deny)
-
-
-__all__ = [
-    "CompactResult",
-    "CompactTicket",
-    "Pod",
-    "PodHandle",
-    "RunResult",
-    "RunTicket",
-    "Ticket",
-]
+__all__ = ["EventsReady", "GateAsked", "Pod", "StepDone", "TurnOver", "WorkerLink"]

@@ -1,10 +1,12 @@
 """The supervisor: owns pods, restarts the ones that crash, and escalates when it must.
 
-``open_supervisor`` is an async context manager. Each pod runs under a supervision task
-in the supervisor's nursery (one_for_one): when a pod raises, it is restarted from its
-last persisted head according to its restart policy (``permanent`` always,
-``transient`` after a crash, ``temporary`` never), with an ``alert`` event to its
-subscribers, whose subscriptions outlive the restart. More than ``max_restarts``
+``open_supervisor`` is an async context manager. Each pod is described by a typed child
+spec (:class:`PodSpec`: the manifest, how it starts, its restart policy, its shutdown
+deadline; OTP's child spec is the model) and runs under a supervision task in the
+supervisor's nursery (one_for_one): when a pod raises, it is restarted from its last
+persisted head according to its restart policy (``permanent`` always, ``transient`` after
+a crash, ``temporary`` never), with an ``alert`` event to its subscribers, whose handles
+and subscriptions outlive the restart. More than ``max_restarts``
 restarts within ``within`` seconds escalate: ``open_supervisor`` raises one
 :class:`~podactors.errors.SupervisorEscalated`. Leaving the block shuts pods down in
 reverse start order, each given ``shutdown_timeout`` seconds to persist its state.
@@ -17,20 +19,23 @@ import os
 from collections import deque
 from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 import trio
 
 from podactors import protocol as proto
-from podactors.errors import PodactorsError, SessionNotFound, SupervisorEscalated
-from podactors.fanout import Fanout
 from podactors.agent.hooks import Hooks
+from podactors.compaction.summariser import ProviderFactory
+from podactors.errors import PodactorsError, SessionNotFound, SupervisorEscalated, single_error
+from podactors.fanout import Fanout
+from podactors.handle import PodHandle
+from podactors.llm import create_provider
 from podactors.llm.provider import Provider
-from podactors.manifest import Manifest
-from podactors.runtime.pod import Pod, PodHandle
+from podactors.manifest import Manifest, RestartPolicy
+from podactors.runtime.pod import Pod
 from podactors.server import WebsocketServer, serve_websocket
-from podactors.store import FsStore
+from podactors.store import FsStore, Store
 from podactors.tools import Tool
 
 Strategy = Literal["one_for_one"]
@@ -38,17 +43,44 @@ TOKEN_FILE = "websocket.token"
 """Where ``serve_websocket`` writes a generated token, under the store root."""
 
 
-@attrs.define
-class _Child:
-    """One supervised pod: how to build it again, and where it runs."""
+@attrs.frozen
+class PodSpec:
+    """How the supervisor starts a pod and what it does when the pod stops.
+
+    ``start`` is ``new`` (a fresh session at the first turn) or ``restore`` (the session
+    its pod ref names). ``restart`` defaults to the manifest's ``pod.restart`` and
+    ``shutdown_timeout`` to the supervisor's. ``provider``, ``tools`` and ``hooks`` are
+    given to every incarnation as they are (a pod never changes them).
+    """
 
     manifest: Manifest
-    options: dict[str, Any]
+    start: Literal["new", "restore"] = "new"
+    restart: RestartPolicy | None = None
+    shutdown_timeout: float | None = None
+    provider: Provider | None = None
+    tools: tuple[Tool, ...] = ()
+    hooks: Hooks | None = None
+
+    @property
+    def name(self) -> str:
+        """The pod's name."""
+        return self.manifest.pod.name
+
+    @property
+    def restart_policy(self) -> RestartPolicy:
+        """The restart policy in force."""
+        return self.restart or self.manifest.pod.restart
+
+
+@attrs.define
+class _Child:
+    """One supervised pod: its spec, and where it runs now."""
+
+    spec: PodSpec
     fanout: Fanout
     scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
     stopped: trio.Event = attrs.field(factory=trio.Event)
     handle: PodHandle | None = None
-    pod: Pod | None = None
     stopping: bool = False
 
 
@@ -57,17 +89,19 @@ class Supervisor:
 
     def __init__(
         self,
-        store: FsStore,
+        store: Store,
         nursery: trio.Nursery,
         *,
         max_restarts: int,
         within: float,
         shutdown_timeout: float,
+        providers: ProviderFactory = create_provider,
     ):
         self.store = store
         self.max_restarts = max_restarts
         self.within = within
         self.shutdown_timeout = shutdown_timeout
+        self.providers = providers
         self._nursery = nursery
         self._children: dict[str, _Child] = {}
         self._restarts: deque[float] = deque()
@@ -81,11 +115,10 @@ class Supervisor:
         provider: Provider | None = None,
         tools: Iterable[Tool] = (),
         hooks: Hooks | None = None,
-        pod_class: type[Pod] = Pod,
     ) -> PodHandle:
         """Start a pod for ``manifest``; its name must not be taken by a live pod."""
-        return await self._start(
-            manifest, {"provider": provider, "tools": tuple(tools), "hooks": hooks}, pod_class
+        return await self.start(
+            PodSpec(manifest, provider=provider, tools=tuple(tools), hooks=hooks)
         )
 
     async def restore(self, name: str, manifest: Manifest | None = None) -> PodHandle:
@@ -100,7 +133,21 @@ class Supervisor:
             if ref.manifest is None:
                 raise PodactorsError(f"pod {name} was spawned without a manifest file: pass one")
             manifest = Manifest.from_file(ref.manifest)
-        return await self._start(manifest, {"restore": True}, Pod)
+        return await self.start(PodSpec(manifest, start="restore"))
+
+    async def start(self, spec: PodSpec) -> PodHandle:
+        """Start the pod ``spec`` describes and supervise it; returns its handle."""
+        name = spec.name
+        if name in self._children:
+            raise PodactorsError(f"a pod named {name!r} is already running")
+        child = _Child(spec, Fanout(lambda: _stopped_snapshot(name)))
+        self._children[name] = child
+        try:
+            handle: PodHandle = await self._nursery.start(self._supervise, child)
+        except BaseException:
+            self._children.pop(name, None)
+            raise
+        return handle
 
     def get(self, name: str) -> PodHandle:
         """The live pod ``name``; raises ``KeyError`` if there is none."""
@@ -119,25 +166,9 @@ class Supervisor:
 
     # --- supervision ------------------------------------------------------------------
 
-    async def _start(
-        self, manifest: Manifest, options: dict[str, Any], pod_class: type[Pod]
-    ) -> PodHandle:
-        name = manifest.pod.name
-        if name in self._children:
-            raise PodactorsError(f"a pod named {name!r} is already running")
-        fanout = Fanout(lambda: _stopped_snapshot(name))
-        child = _Child(manifest, {**options, "pod_class": pod_class}, fanout)
-        self._children[name] = child
-        try:
-            handle: PodHandle = await self._nursery.start(self._supervise, child)
-        except BaseException:
-            self._children.pop(name, None)
-            raise
-        return handle
-
     async def _supervise(self, child: _Child, *, task_status: trio.TaskStatus[PodHandle]) -> None:
-        name = child.manifest.pod.name
-        restore = bool(child.options.get("restore"))
+        name = child.spec.name
+        restore = child.spec.start == "restore"
         try:
             with child.scope:
                 restarted_after: str | None = None
@@ -164,26 +195,31 @@ class Supervisor:
         pod = await self._build(child, restore)
         try:
             async with trio.open_nursery() as nursery:
-                address = await nursery.start(pod.run)
+                handle: PodHandle = await nursery.start(pod.run)
                 if child.handle is None:
-                    child.handle = PodHandle(pod, address)
+                    child.handle = handle
                 else:
-                    child.handle.rebind(pod, address)
-                child.pod = pod
+                    child.handle.rebind(handle)
                 task_status.started(child.handle)
                 if restarted_after is not None:
                     pod.alert(
                         "warn", "supervisor", f"pod {pod.name} restarted after {restarted_after}"
                     )
         except Exception as exc:
-            return _first_error(exc)
+            return single_error(exc)
         return None
 
     async def _build(self, child: _Child, restore: bool) -> Pod:
-        options = dict(child.options)
-        pod_class = options.pop("pod_class")
-        options.pop("restore", None)
-        pod: Pod = pod_class(child.manifest, self.store, fanout=child.fanout, **options)
+        spec = child.spec
+        pod = Pod(
+            spec.manifest,
+            self.store,
+            provider=spec.provider,
+            tools=spec.tools,
+            hooks=spec.hooks,
+            fanout=child.fanout,
+            providers=self.providers,
+        )
         if restore:
             ref = await self.store.get_pod_ref(pod.name)
             if ref is not None:
@@ -193,7 +229,7 @@ class Supervisor:
     def _should_restart(self, child: _Child, crash: BaseException | None) -> bool:
         if child.stopping:
             return False
-        policy = child.manifest.pod.restart
+        policy = child.spec.restart_policy
         return policy == "permanent" or (policy == "transient" and crash is not None)
 
     def _count_restart(self, name: str, crash: BaseException | None) -> str:
@@ -248,7 +284,8 @@ class Supervisor:
         Either way its running turn is cancelled and persisted as interrupted.
         """
         child.stopping = True
-        with trio.move_on_after(self.shutdown_timeout):
+        timeout = child.spec.shutdown_timeout
+        with trio.move_on_after(self.shutdown_timeout if timeout is None else timeout):
             try:
                 if child.handle is not None:
                     await child.handle.shutdown()
@@ -265,29 +302,26 @@ def _stopped_snapshot(name: str) -> proto.Snapshot:
     )
 
 
-def _first_error(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return exc
-
-
 @asynccontextmanager
 async def open_supervisor(
-    store: FsStore | str | os.PathLike[str] = "./.podactors",
+    store: Store | str | os.PathLike[str] = "./.podactors",
     *,
     strategy: Strategy = "one_for_one",
     max_restarts: int = 3,
     within: float = 5.0,
     shutdown_timeout: float = 10.0,
+    providers: ProviderFactory = create_provider,
 ) -> AsyncIterator[Supervisor]:
     """A supervisor for the block; pods are shut down gracefully when it ends.
 
     Raises :class:`~podactors.errors.SupervisorEscalated` (alone, never inside an
-    exception group) when a pod restarted too often.
+    exception group) when a pod restarted too often. ``providers`` builds each pod's
+    providers from its model tables (the seam to put a stand-in or a recorder in place
+    of a real model).
     """
     if strategy != "one_for_one":
         raise ValueError(f"unknown strategy {strategy!r}: only 'one_for_one' is supported")
-    fs_store = store if isinstance(store, FsStore) else FsStore(store)
+    fs_store = FsStore(store) if isinstance(store, str | os.PathLike) else store
     try:
         async with trio.open_nursery() as nursery:
             supervisor = Supervisor(
@@ -296,6 +330,7 @@ async def open_supervisor(
                 max_restarts=max_restarts,
                 within=within,
                 shutdown_timeout=shutdown_timeout,
+                providers=providers,
             )
             try:
                 yield supervisor
@@ -306,7 +341,5 @@ async def open_supervisor(
     except BaseExceptionGroup as group:
         escalated = group.subgroup(SupervisorEscalated)
         if escalated is not None:
-            raise _first_error(escalated) from None
-        if len(group.exceptions) == 1:  # the block's own exception, unwrapped
-            raise _first_error(group) from None
-        raise
+            raise single_error(escalated) from None
+        raise single_error(group) from None  # one error; the others are its notes
