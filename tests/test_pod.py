@@ -320,3 +320,30 @@ async def test_cancel_mid_stream_persists_partial_text_and_an_interrupted_outcom
     [partial] = [e.item for e in entries if type(e).__name__ == "Item"]
     assert partial.role == "assistant" and partial.interrupted
     assert words.startswith(partial.content) and 0 < len(partial.content) < len(words)
+
+
+async def test_a_handle_reaches_its_pod_only_through_mailbox_fanout_and_view(nursery, tmp_path):
+    handle, pod, _server, store = await start_pod(nursery, tmp_path, [text("Through messages.")])
+    links = vars(handle)
+    assert not any(isinstance(value, Pod) for value in links.values())
+    assert {type(value).__name__ for value in links.values()} == {
+        "str",
+        "ActorHandle",
+        "Fanout",
+        "PodView",
+    }
+    del pod  # from here on, only the handle
+    with trio.fail_after(10):
+        async with handle.subscribe() as events:
+            result = await handle.run("hello")
+            seen = []
+            async for event in events:
+                seen.append(event)
+                if isinstance(event, proto.RunEnd):
+                    break
+        history = await handle.history()
+    assert result.outcome == "finished" and handle.session_id == result.session_id
+    assert handle.status == "idle" and handle.turn_count == 1
+    assert isinstance(seen[0], proto.Snapshot)
+    assert [e.seq for e in seen[1:]] == sorted(e.seq for e in seen[1:])
+    assert history == (await store.restore(result.session_id)).history

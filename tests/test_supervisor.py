@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 import trio.testing
 
 from podactors import protocol as proto
+from podactors.agent.hooks import Hooks
 from podactors.agent.worker import INTERRUPTED
 from podactors.errors import PodactorsError, SupervisorEscalated
 from podactors.items import Message, ToolCall, ToolResult
@@ -260,3 +262,36 @@ async def test_the_supervisor_serves_its_pods_over_websocket(tmp_path):
                         break
     assert isinstance(seen[0], proto.Snapshot) and seen[-1].outcome == "finished"
     assert any(isinstance(e, proto.TextDelta) for e in seen)
+
+
+def hook_lists(hooks: Hooks) -> dict[str, list]:
+    """A copy of every hook point's list."""
+    return {point: list(at) for point, at in attrs.asdict(hooks, recurse=False).items()}
+
+
+async def test_pods_built_with_one_hooks_object_leave_it_unchanged(tmp_path):
+    seen: list[str] = []
+
+    async def watch(request):
+        seen.append(request.items[-1].content)
+
+    hooks = Hooks(pre_llm_request=[watch])
+    before = hook_lists(hooks)
+    manifest = short_script_manifest(tmp_path)
+    store = FailingClose(tmp_path / "store", 1)  # alice crashes once and is restarted
+    async with open_supervisor(store) as sup:
+        alice = await sup.spawn(manifest, hooks=hooks)
+        bob = await sup.spawn(manifest.with_overlay({"pod": {"name": "bob"}}), hooks=hooks)
+        with trio.fail_after(10):
+            async with alice.subscribe() as events:
+                assert (await alice.run("first")).outcome == "error"  # the crash
+                async for event in events:
+                    if isinstance(event, proto.Alert):
+                        break
+            assert (await alice.run("second")).outcome == "finished"
+            assert (await bob.run("to bob")).outcome == "finished"
+    after = {
+        point: list(hooks_at) for point, hooks_at in attrs.asdict(hooks, recurse=False).items()
+    }
+    assert after == before and after["pre_llm_request"] == [watch]
+    assert seen == ["first", "second", "to bob"]  # each request seen once, by one hook
