@@ -31,10 +31,10 @@ class Reply(Generic[T]):
     compaction): ``await reply.wait()`` returns the value or raises the error.
     """
 
-    __slots__ = ("_done", "outcome")
+    __slots__ = ("_waiters", "outcome")
 
     def __init__(self) -> None:
-        self._done = trio.Event()
+        self._waiters: list[trio.lowlevel.Task] | None = None
         self.outcome: outcome.Outcome[T] | None = None
 
     @property
@@ -46,7 +46,9 @@ class Reply(Generic[T]):
         """Deliver ``result`` unless an answer was already delivered."""
         if self.outcome is None:
             self.outcome = result
-            self._done.set()
+            waiters, self._waiters = self._waiters, None
+            for task in waiters or ():
+                trio.lowlevel.reschedule(task)
 
     def deliver(self, value: T) -> None:
         """Deliver ``value`` (a no-op once answered)."""
@@ -62,17 +64,30 @@ class Reply(Generic[T]):
 
     async def wait(self) -> T:
         """The answer, or its exception raised."""
-        await self._done.wait()
+        if self.outcome is None:
+            task = trio.lowlevel.current_task()
+            waiters = self._waiters = self._waiters or []
+            waiters.append(task)
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                waiters.remove(task)
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        else:
+            await trio.lowlevel.checkpoint()
         assert self.outcome is not None
         return self.outcome.unwrap()
 
 
-@attrs.frozen
 class Envelope(Generic[M]):
     """A message in a mailbox, with the slot its answer goes to (for ``ask``)."""
 
-    message: M
-    reply: Reply[Any] | None = None
+    __slots__ = ("message", "reply")
+
+    def __init__(self, message: M, reply: Reply[Any] | None = None) -> None:
+        self.message = message
+        self.reply = reply
 
 
 @attrs.frozen
@@ -178,13 +193,13 @@ class Actor(Generic[M]):
         if envelope.reply is None:
             await self.handle(envelope.message)
             return
-        try:
-            result = await outcome.acapture(self.handle, envelope.message)
-            if isinstance(result, outcome.Error) and not isinstance(result.error, Exception):
-                result.unwrap()  # Cancelled and friends belong to the actor's own scope
-            envelope.reply.set(result)
+        reply = envelope.reply
+        try:  # Cancelled and friends are not answers: they belong to the actor's own scope
+            reply.set(outcome.Value(await self.handle(envelope.message)))
+        except Exception as exc:
+            reply.set(outcome.Error(exc))
         finally:
-            envelope.reply.refuse(self.name)
+            reply.refuse(self.name)
 
 
 def _refuse_remaining(receive: trio.MemoryReceiveChannel[Envelope[Any]], name: str) -> None:

@@ -35,7 +35,7 @@ meanwhile; a compaction cancelled half-way leaves the pod on its old session.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ from podactors.compaction.compactor import (
 )
 from podactors.compaction.summariser import RECENT_FILES, ProviderFactory, Summariser
 from podactors.errors import PodactorsError, PodError, ProviderError, ToolError
-from podactors.fanout import Fanout
+from podactors.fanout import Fanout, Subscription
 from podactors.handle import CompactTicket, PodHandle, PodView, RunTicket
 from podactors.items import HistoryItem, Message, Notification, RequestConfig
 from podactors.llm import create_provider
@@ -271,6 +271,7 @@ class Pod(Actor[PodMessage]):
         self._compacting: Trigger | None = None
         self._notes: list[Notification] = []
         self._shutting_down = False
+        self._handlers = self._dispatch_table()
 
     def adopt(self, state: SessionState) -> None:
         """Continue the restored session ``state`` (prompt, config and history as stored)."""
@@ -312,56 +313,75 @@ class Pod(Actor[PodMessage]):
 
     async def handle(self, message: PodMessage) -> Any:
         """Serve one message; see the module docstring."""
-        match message:
-            case StepDone(step=step):
-                await self._commit_step(step)
-            case EventsReady():
-                for event in self._link.take():
-                    for event_type, fields in self._translator.translate(event):
-                        self._emit(event_type, **fields)
-            case GateAsked(point=point):
-                return await self._gate(point)
-            case TurnOver(result=result):
-                await self._turn_over(result)
-            case CompactionOver(trigger=trigger, outcome=compacted):
-                await self._compaction_over(trigger, compacted)
-            case proto.Method():
-                return await self._method(message)
-        return None
+        return await self._handlers[type(message)](message)
 
-    async def _method(self, method: proto.AnyMethod) -> Any:
-        match method:
-            case proto.Run(input=text):
-                if self.view.status != "idle":
-                    raise self._refuse("already_running", f"pod {self.name} is {self.view.status}")
-                return await self._begin_run(text)
-            case proto.Resume():
-                if self.view.status != "paused":
-                    raise self._refuse(
-                        "not_paused", f"pod {self.name} is {self.view.status}, not paused"
-                    )
-                return await self._begin_run(None, resume=True)
-            case proto.Cancel():
-                await self._cancel()
-            case proto.Pause():
-                if self._run is None:
-                    raise self._refuse(
-                        "not_running", f"nothing to pause: pod {self.name} is {self.view.status}"
-                    )
-                self._run.pause = True
-            case proto.Notify(message=text, source=source):
-                return await self._notify(Notification(text, source=source))
-            case proto.GetSnapshot():
-                return self.snapshot()
-            case proto.Attach():
-                return self.fanout.open(first=self.snapshot())
-            case proto.GetHistory():
-                return list(self.session.history)
-            case proto.Shutdown():
-                await self._shutdown()
-            case proto.Compact():
-                return await self._begin_compact()
-        return None
+    def _dispatch_table(self) -> dict[type, Callable[[Any], Awaitable[Any]]]:
+        """The handler of each message the pod serves: every method, then its actors'."""
+        return {
+            proto.Run: self._on_run,
+            proto.Resume: self._on_resume,
+            proto.Cancel: lambda _: self._cancel(),
+            proto.Pause: self._on_pause,
+            proto.Notify: self._on_notify,
+            proto.GetSnapshot: self._on_snapshot,
+            proto.Attach: self._on_attach,
+            proto.GetHistory: self._on_history,
+            proto.Shutdown: lambda _: self._shutdown(),
+            proto.Compact: lambda _: self._begin_compact(),
+            StepDone: self._on_step,
+            EventsReady: self._on_events,
+            GateAsked: self._on_gate,
+            TurnOver: self._on_turn_over,
+            CompactionOver: self._on_compaction_over,
+        }
+
+    async def _on_run(self, method: proto.Run) -> RunTicket:
+        if self.view.status != "idle":
+            raise self._refuse("already_running", f"pod {self.name} is {self.view.status}")
+        return await self._begin_run(method.input)
+
+    async def _on_resume(self, _: proto.Resume) -> RunTicket:
+        if self.view.status != "paused":
+            raise self._refuse("not_paused", f"pod {self.name} is {self.view.status}, not paused")
+        return await self._begin_run(None, resume=True)
+
+    async def _on_pause(self, _: proto.Pause) -> None:
+        await trio.lowlevel.checkpoint()
+        if self._run is None:
+            raise self._refuse(
+                "not_running", f"nothing to pause: pod {self.name} is {self.view.status}"
+            )
+        self._run.pause = True
+
+    async def _on_notify(self, method: proto.Notify) -> RunTicket | None:
+        return await self._notify(Notification(method.message, source=method.source))
+
+    async def _on_snapshot(self, _: proto.GetSnapshot) -> proto.Snapshot:
+        return self.snapshot()
+
+    async def _on_attach(self, _: proto.Attach) -> Subscription:
+        return self.fanout.open(first=self.snapshot())
+
+    async def _on_history(self, _: proto.GetHistory) -> list[HistoryItem]:
+        return list(self.session.history)
+
+    async def _on_step(self, message: StepDone) -> None:
+        await self._commit_step(message.step)
+
+    async def _on_events(self, _: EventsReady) -> None:
+        emit = self._emit
+        for event in self._link.take():
+            for event_type, fields in self._translator.translate(event):
+                emit(event_type, **fields)
+
+    async def _on_gate(self, message: GateAsked) -> Gate:
+        return await self._gate(message.point)
+
+    async def _on_turn_over(self, message: TurnOver) -> None:
+        await self._turn_over(message.result)
+
+    async def _on_compaction_over(self, message: CompactionOver) -> None:
+        await self._compaction_over(message.trigger, message.outcome)
 
     def _refuse(self, code: proto.ErrorCode, message: str) -> PodError:
         """The error a refused method raises back to its caller (and only to it)."""
