@@ -151,7 +151,7 @@ async def bench_streaming(root: Path, pods: int, deltas: int) -> dict[str, Any]:
                 async def subscriber(name: str) -> None:
                     seqs = received.setdefault(name, [])
                     async with open_client(ws.url, ws.token) as client:
-                        await client.attach(name)
+                        await client.send(proto.Attach(pod=name))
                         async for event in client.events():
                             if isinstance(event, proto.Snapshot):
                                 attached.add(name)

@@ -21,11 +21,11 @@ from rich.console import Console
 from podactors import protocol as proto
 from podactors.cli import main
 from podactors.client import open_client
-from podactors.demo import FIXED_SUB, PROJECT_DIR
+from podactors.cli.demo import FIXED_SUB, PROJECT_DIR
 from podactors.items import Notification, ToolCall, ToolResult
 from podactors.store import FsStore
 from podactors.store.entries import Item, LogEntry, Outcome, SystemItem, TurnEnd
-from podactors.terminal import YOU, EventRenderer, content_preview
+from podactors.cli.terminal import YOU, EventRenderer, content_preview
 
 ENV = {"COLUMNS": "100", "FORCE_COLOR": None, "TTY_COMPATIBLE": None, "PODACTORS_STORE": None}
 CLI = [sys.executable, "-m", "podactors.cli"]
@@ -290,8 +290,8 @@ async def test_serve_writes_url_and_token_files_and_attach_runs_a_turn(project: 
             url = (store / "websocket.url").read_text().strip()
             token = (store / "websocket.token").read_text().strip()
             async with open_client(url, token) as client:
-                await client.attach("alice")
-                await client.run("alice", "hello")
+                await client.send(proto.Attach(pod="alice"))
+                await client.send(proto.Run(pod="alice", input="hello"))
                 async for event in client.events():
                     if isinstance(event, proto.RunEnd):
                         assert event.outcome == "finished"

@@ -15,7 +15,8 @@ from podactors.client import ConnectionRefused, PodClient, open_client
 from podactors.items import Message, Notification
 from podactors.llm.scripted import ScriptedReply, ScriptedToolCall
 from podactors.manifest import Manifest
-from podactors.runtime.pod import Pod, PodHandle
+from podactors.handle import PodHandle
+from podactors.runtime.pod import Pod
 from podactors.server import WebsocketServer, serve_websocket
 from podactors.store import FsStore
 from podactors.testing import StandinServer
@@ -60,7 +61,7 @@ async def start_pod(nursery, tmp_path, replies, *, tools=()) -> PodHandle:
     server = StandinServer(replies)
     await nursery.start(server.serve)
     pod = Pod(manifest_for(server, tmp_path), FsStore(tmp_path / "store"), tools=tools)
-    return PodHandle(pod, await nursery.start(pod.run))
+    return await nursery.start(pod.run)
 
 
 async def start_server(nursery, handle: PodHandle, **options) -> WebsocketServer:
@@ -131,7 +132,7 @@ async def test_generated_token_is_written_0600_and_works(nursery, tmp_path):
     assert server.url == f"ws://127.0.0.1:{server.port}" and server.port > 0
     with trio.fail_after(10):
         async with open_client(server.url, token_file.read_text()) as client:
-            await client.get_snapshot("alice")
+            await client.send(proto.GetSnapshot(pod="alice"))
             snapshot = await client.receive()
     assert isinstance(snapshot, proto.Snapshot) and snapshot.pod == "alice"
 
@@ -181,9 +182,9 @@ async def test_attach_sends_a_snapshot_then_the_live_events_of_a_run(nursery, tm
     with trio.fail_after(10):
         await handle.run("first question")
         async with open_client(server.url, TOKEN) as client:
-            await client.attach("alice")
+            await client.send(proto.Attach(pod="alice"))
             snapshot = await client.receive()
-            await client.run("alice", "second question")
+            await client.send(proto.Run(pod="alice", input="second question"))
             live = await until(client, is_run_end)
     assert isinstance(snapshot, proto.Snapshot)
     assert (snapshot.pod, snapshot.status, snapshot.turn_count) == ("alice", "idle", 1)
@@ -216,9 +217,9 @@ async def test_a_malformed_message_gets_invalid_request_and_the_connection_stays
     _, server = await served(nursery, tmp_path)
     with trio.fail_after(10):
         async with open_client(server.url, TOKEN) as client:
-            await client.send_raw(message)
+            await client.websocket.send_message(message)
             error = await client.receive()
-            await client.get_snapshot("alice")
+            await client.send(proto.GetSnapshot(pod="alice"))
             snapshot = await client.receive()
     assert isinstance(error, proto.Error)
     assert (error.code, error.pod, error.seq) == ("invalid_request", pod, 0)
@@ -230,9 +231,9 @@ async def test_resume_while_idle_is_refused_with_not_paused(nursery, tmp_path):
     handle, server = await served(nursery, tmp_path)
     with trio.fail_after(10):
         async with open_client(server.url, TOKEN) as client:
-            await client.resume("alice")
+            await client.send(proto.Resume(pod="alice"))
             error = await client.receive()
-            await client.cancel("alice")
+            await client.send(proto.Cancel(pod="alice"))
             second = await client.receive()
     assert isinstance(error, proto.Error)
     assert (error.code, error.pod) == ("not_paused", "alice")
@@ -247,16 +248,16 @@ async def test_pause_and_resume_over_the_websocket_keep_the_connection_served(nu
     server = await start_server(nursery, handle)
     with trio.fail_after(10):
         async with open_client(server.url, TOKEN) as client:
-            await client.attach("alice")
-            await client.run("alice", "go")
+            await client.send(proto.Attach(pod="alice"))
+            await client.send(proto.Run(pod="alice", input="go"))
             await gate.entered.wait()
-            await client.pause("alice")
+            await client.send(proto.Pause(pod="alice"))
             gate.release.set()
             paused = await until(client, is_run_end)
             gate.reset()
-            await client.resume("alice")
+            await client.send(proto.Resume(pod="alice"))
             await gate.entered.wait()
-            await client.get_snapshot("alice")  # answered while the resumed run goes on
+            await client.send(proto.GetSnapshot(pod="alice"))  # answered while the resumed run goes on
             during = await until(client, is_snapshot)
             gate.release.set()
             resumed = await until(client, is_run_end)
@@ -270,8 +271,8 @@ async def test_notify_over_the_websocket_starts_a_turn(nursery, tmp_path):
     handle, server = await served(nursery, tmp_path, [text("Noted.")])
     with trio.fail_after(10):
         async with open_client(server.url, TOKEN) as client:
-            await client.attach("alice")
-            await client.notify("alice", "the build finished", source="ci")
+            await client.send(proto.Attach(pod="alice"))
+            await client.send(proto.Notify(pod="alice", message="the build finished", source="ci"))
             events = await until(client, is_run_end)
     added = [e for e in events if isinstance(e, proto.SystemItemAdded)]
     assert [e.item for e in added] == [Notification("the build finished", source="ci")]
@@ -284,9 +285,9 @@ async def test_two_clients_attached_to_one_pod_both_get_the_run(nursery, tmp_pat
     with trio.fail_after(10):
         async with open_client(server.url, TOKEN) as one, open_client(server.url, TOKEN) as two:
             for client in (one, two):
-                await client.attach("alice")
+                await client.send(proto.Attach(pod="alice"))
                 assert is_snapshot(await client.receive())
-            await one.run("alice", "hi")
+            await one.send(proto.Run(pod="alice", input="hi"))
             seen_one = await until(one, is_run_end)
             seen_two = await until(two, is_run_end)
     assert seen_one == seen_two
@@ -297,11 +298,11 @@ async def test_attaching_twice_sends_a_snapshot_but_no_duplicate_events(nursery,
     _, server = await served(nursery, tmp_path, [text("Once.")])
     with trio.fail_after(10):
         async with open_client(server.url, TOKEN) as client:
-            await client.attach("alice")
-            await client.attach("alice")
+            await client.send(proto.Attach(pod="alice"))
+            await client.send(proto.Attach(pod="alice"))
             assert is_snapshot(await client.receive())
             assert is_snapshot(await client.receive())
-            await client.run("alice", "hi")
+            await client.send(proto.Run(pod="alice", input="hi"))
             events = await until(client, is_run_end)
     seqs = [e.seq for e in events]
     assert len(seqs) == len(set(seqs))
@@ -314,18 +315,18 @@ async def test_an_oversized_message_closes_only_that_connection(nursery, tmp_pat
     handle, server = await served(nursery, tmp_path, [text("Still here.")], max_message_size=1024)
     with trio.fail_after(10):
         async with open_client(server.url, TOKEN) as bystander:
-            await bystander.attach("alice")
+            await bystander.send(proto.Attach(pod="alice"))
             assert is_snapshot(await bystander.receive())
             async with open_client(server.url, TOKEN) as offender:
-                await offender.send_raw("x" * 2048)
+                await offender.websocket.send_message("x" * 2048)
                 assert [e async for e in offender.events()] == []
                 assert offender.close_reason is not None
                 assert offender.close_reason.code == 1009
-            await bystander.run("alice", "are you there?")
+            await bystander.send(proto.Run(pod="alice", input="are you there?"))
             events = await until(bystander, is_run_end)
             assert events[-1].outcome == "finished"
         async with open_client(server.url, TOKEN) as newcomer:
-            await newcomer.get_snapshot("alice")
+            await newcomer.send(proto.GetSnapshot(pod="alice"))
             snapshot = await newcomer.receive()
     assert isinstance(snapshot, proto.Snapshot) and snapshot.turn_count == 1
     assert handle.status == "idle"
@@ -342,9 +343,9 @@ async def test_a_failing_connection_does_not_stop_the_server(nursery, tmp_path):
     server: WebsocketServer = await nursery.start(partial(serve_websocket, lookup, token=TOKEN))
     with trio.fail_after(10):
         async with open_client(server.url, TOKEN) as victim:
-            await victim.get_snapshot("boom")
+            await victim.send(proto.GetSnapshot(pod="boom"))
             assert [e async for e in victim.events()] == []
             assert victim.close_reason is not None and victim.close_reason.code == 1011
         async with open_client(server.url, TOKEN) as client:
-            await client.get_snapshot("alice")
+            await client.send(proto.GetSnapshot(pod="alice"))
             assert is_snapshot(await client.receive())

@@ -253,8 +253,8 @@ async def test_the_supervisor_serves_its_pods_over_websocket(tmp_path):
         assert token_file.stat().st_mode & 0o777 == 0o600
         with trio.fail_after(10):
             async with open_client(server.url, server.token) as client:
-                await client.attach("alice")
-                await client.run("alice", "hello")
+                await client.send(proto.Attach(pod="alice"))
+                await client.send(proto.Run(pod="alice", input="hello"))
                 seen = []
                 async for event in client.events():
                     seen.append(event)

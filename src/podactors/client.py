@@ -1,23 +1,33 @@
 """The websocket client: talk to pods served by :func:`podactors.server.serve_websocket`.
 
-``async with open_client(url, token) as client`` connects and authenticates; methods
-are sent with :meth:`PodClient.send` or its shorthands (``attach``, ``run``, ``notify``,
-…) and every event the server sends, whether from an attached pod or in answer to a
-method, comes out of :meth:`PodClient.receive` / :meth:`PodClient.events`. Methods are
-not answered one by one: a refusal arrives as an ``error`` event, a success shows in the
-pod's events.
+Two levels:
+
+* ``async with open_remote(url, token) as remote: pod = await remote.pod("alice")``
+  gives a :class:`RemotePod`: the same methods, view and events as an in-process
+  :class:`~podactors.handle.PodHandle` (``await pod.run("hi")`` returns the run's result,
+  a refusal raises :class:`~podactors.errors.PodError`), so code written against
+  :class:`~podactors.handle.PodApi` drives a pod wherever it runs.
+* ``async with open_client(url, token) as client`` is the raw connection: methods go out
+  with :meth:`PodClient.send` and every event the server sends comes out of
+  :meth:`PodClient.receive` / :meth:`PodClient.events`.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 import msgspec
+import trio
 import trio_websocket
 
 from podactors import protocol as proto
-from podactors.errors import ConnectionRefused, Disconnected
+from podactors.actor import Reply as Ticket
+from podactors.errors import ConnectionRefused, Disconnected, PodError
+from podactors.fanout import Fanout
+from podactors.handle import PodApi, PodView
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 """Seconds a connection and its handshake may take."""
@@ -41,6 +51,11 @@ class PodClient:
         self._websocket = websocket
 
     @property
+    def websocket(self) -> trio_websocket.WebSocketConnection:
+        """The trio-websocket connection underneath, for frames outside the protocol."""
+        return self._websocket
+
+    @property
     def close_reason(self) -> Disconnected | None:
         """Why the connection closed, or ``None`` while it is open."""
         closed = self._websocket.closed
@@ -48,50 +63,10 @@ class PodClient:
 
     async def send(self, method: proto.AnyMethod) -> None:
         """Send one method; raises :class:`Disconnected` when the connection is closed."""
-        await self.send_raw(_method_encoder.encode(method).decode())
-
-    async def send_raw(self, message: str | bytes) -> None:
-        """Send a message as is (for tools and tests); see :meth:`send`."""
         try:
-            await self._websocket.send_message(message)
+            await self._websocket.send_message(_method_encoder.encode(method).decode())
         except trio_websocket.ConnectionClosed as exc:
             raise _disconnected(exc) from None
-
-    async def attach(self, pod: str) -> None:
-        """Subscribe to ``pod``: a ``snapshot`` follows, then its live events."""
-        await self.send(proto.Attach(pod=pod))
-
-    async def run(self, pod: str, text: str) -> None:
-        """Start a run on ``text``; it ends with a ``run_end`` event of ``pod``."""
-        await self.send(proto.Run(pod=pod, input=text))
-
-    async def resume(self, pod: str) -> None:
-        """Continue ``pod``'s paused run."""
-        await self.send(proto.Resume(pod=pod))
-
-    async def cancel(self, pod: str) -> None:
-        """Cancel ``pod``'s running (or paused) run."""
-        await self.send(proto.Cancel(pod=pod))
-
-    async def pause(self, pod: str) -> None:
-        """Pause ``pod``'s run at its next step."""
-        await self.send(proto.Pause(pod=pod))
-
-    async def notify(self, pod: str, message: str, *, source: str | None = None) -> None:
-        """Give ``pod`` a notification; it starts a turn when the pod is idle."""
-        await self.send(proto.Notify(pod=pod, message=message, source=source))
-
-    async def compact(self, pod: str) -> None:
-        """Ask ``pod`` to compact its session now."""
-        await self.send(proto.Compact(pod=pod))
-
-    async def shutdown(self, pod: str) -> None:
-        """Stop ``pod``."""
-        await self.send(proto.Shutdown(pod=pod))
-
-    async def get_snapshot(self, pod: str) -> None:
-        """Ask for a ``snapshot`` of ``pod`` without subscribing."""
-        await self.send(proto.GetSnapshot(pod=pod))
 
     async def receive(self) -> proto.AnyEvent:
         """The next event; raises :class:`Disconnected` once the connection is closed.
@@ -178,4 +153,182 @@ def _refused(url: str, exc: trio_websocket.HandshakeError) -> ConnectionRefused:
     return ConnectionRefused(url, None, str(exc.__cause__ or exc))
 
 
-__all__ = ["ConnectionRefused", "Disconnected", "PodClient", "open_client"]
+# --- pods over a connection ------------------------------------------------------------
+
+
+class RemotePod(PodApi):
+    """A pod served over a websocket connection; see the module docstring.
+
+    Its view (status, session id, turn count) follows the pod's events; its events come
+    from a local fan-out the connection's reader fills, so any number of tasks can
+    subscribe.
+    """
+
+    def __init__(self, connection: RemoteConnection, name: str):
+        self.name = name
+        self._connection = connection
+        self._view = PodView(name)
+        self._fanout = Fanout(lambda: proto.Lagged(pod=name, missed=0))
+
+    @property
+    def status(self) -> proto.PodStatus:
+        """``idle``, ``running``, ``paused``, ``compacting`` or ``stopped``."""
+        return self._view.status
+
+    @property
+    def session_id(self) -> str | None:
+        """The session the pod writes to now."""
+        return self._view.session_id
+
+    @property
+    def turn_count(self) -> int:
+        """Turns the pod's session has had."""
+        return self._view.turn_count
+
+    async def call(self, method: proto.AnyMethod) -> Any:
+        """Send ``method`` with an id and return its answer, as the in-process handle does."""
+        reply, ticket = await self._connection.request(method)
+        if ticket is not None:
+            return ticket
+        if isinstance(method, proto.GetSnapshot):
+            return reply.snapshot
+        if isinstance(method, proto.GetHistory):
+            return reply.history or []
+        return None
+
+    def subscribe(self) -> AbstractAsyncContextManager[AsyncIterator[proto.AnyEvent]]:
+        """Events from now on, starting with a snapshot (``async with``)."""
+        return self._subscribe()
+
+    @asynccontextmanager
+    async def _subscribe(self) -> AsyncIterator[AsyncIterator[proto.AnyEvent]]:
+        subscription = self._fanout.open()
+        try:
+            snapshot = await self.snapshot()
+            yield _after(snapshot, subscription)
+        finally:
+            self._fanout.remove(subscription)
+
+    def receive(self, event: proto.AnyEvent) -> None:
+        """An event of this pod arrived (the connection's reader calls this)."""
+        view = self._view
+        match event:
+            case proto.Snapshot():
+                view.status, view.session_id = event.status, event.session_id
+                view.turn_count = event.turn_count
+            case proto.Status(status=status):
+                view.status = status
+            case proto.SessionRotated(new_session_id=session_id):
+                view.session_id = session_id
+            case proto.TurnEnd(turn=turn):
+                view.turn_count = turn
+            case proto.RunEnd(session_id=session_id) if session_id:
+                view.session_id = session_id
+        self._fanout.publish(event)
+
+    def close(self) -> None:
+        """The connection is gone: end every subscription."""
+        self._fanout.close()
+
+
+async def _after(
+    snapshot: proto.Snapshot, events: AsyncIterator[proto.AnyEvent]
+) -> AsyncIterator[proto.AnyEvent]:
+    """``snapshot``, then the events after it (those it already covers are dropped)."""
+    yield snapshot
+    async for event in events:
+        if event.seq == 0 or event.seq > snapshot.last_seq:
+            yield event
+
+
+class RemoteConnection:
+    """One connection's pods and pending answers; obtain one with :func:`open_remote`."""
+
+    def __init__(self, client: PodClient):
+        self._client = client
+        self._ids = itertools.count(1)
+        self._pending: dict[str, Ticket[tuple[proto.Reply, Ticket[Any] | None]]] = {}
+        self._started: dict[str, Ticket[Any]] = {}
+        self._pods: dict[str, RemotePod] = {}
+
+    async def pod(self, name: str) -> RemotePod:
+        """The pod ``name``, attached: its view is live from here on."""
+        pod = self._pods.get(name)
+        if pod is None:
+            pod = self._pods[name] = RemotePod(self, name)
+            try:
+                await self.request(proto.Attach(pod=name))
+            except BaseException:
+                del self._pods[name]
+                raise
+        return pod
+
+    async def request(self, method: proto.AnyMethod) -> tuple[proto.Reply, Ticket[Any] | None]:
+        """Send ``method`` with a fresh id; its reply, and the ticket of work it started."""
+        method_id = str(next(self._ids))
+        slot: Ticket[tuple[proto.Reply, Ticket[Any] | None]] = Ticket()
+        self._pending[method_id] = slot
+        try:
+            await self._client.send(msgspec.structs.replace(method, id=method_id))
+            return await slot.wait()
+        finally:
+            self._pending.pop(method_id, None)
+
+    async def read(self) -> None:
+        """Route every event until the connection closes; then fail whoever still waits."""
+        try:
+            async for event in self._client.events():
+                self._route(event)
+        finally:
+            reason = self._client.close_reason or Disconnected(None, None)
+            for waiting in [*self._pending.values(), *self._started.values()]:
+                waiting.fail(reason)
+            for pod in self._pods.values():
+                pod.close()
+
+    def _route(self, event: proto.AnyEvent) -> None:
+        match event:
+            case proto.Reply(id=method_id) if method_id in self._pending:
+                ticket: Ticket[Any] | None = None
+                if event.started:
+                    ticket = self._started[method_id] = Ticket()
+                self._pending[method_id].deliver((event, ticket))
+            case proto.Done(id=method_id):
+                started = self._started.pop(method_id, None)
+                if started is not None:
+                    started.deliver(event.result)
+            case proto.Error(id=method_id) if method_id in self._pending:
+                self._pending[method_id].fail(PodError(event.code, event.message))
+            case proto.Error(id=method_id) if method_id in self._started:
+                self._started.pop(method_id).fail(PodError(event.code, event.message))
+            case _:
+                pod = self._pods.get(event.pod)
+                if pod is not None:
+                    pod.receive(event)
+
+
+@asynccontextmanager
+async def open_remote(url: str, token: str, **options: Any) -> AsyncIterator[RemoteConnection]:
+    """Connect to ``url`` with bearer ``token`` for :class:`RemotePod` handles.
+
+    ``options`` are :func:`open_client`'s. The connection and its reader close with the
+    block; a pod's methods raise :class:`Disconnected` once the server has gone.
+    """
+    async with open_client(url, token, **options) as client, trio.open_nursery() as nursery:
+        connection = RemoteConnection(client)
+        nursery.start_soon(connection.read)
+        try:
+            yield connection
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+__all__ = [
+    "ConnectionRefused",
+    "Disconnected",
+    "PodClient",
+    "RemoteConnection",
+    "RemotePod",
+    "open_client",
+    "open_remote",
+]

@@ -14,14 +14,14 @@ See ``docs/websocket.md`` for the wire format.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
-import os
 import secrets
 from collections.abc import Callable, Collection
 from functools import partial
 from pathlib import Path
-from typing import get_args
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
@@ -30,8 +30,10 @@ import trio
 import trio_websocket
 
 from podactors import protocol as proto
+from podactors.actor import Reply as Ticket
 from podactors.errors import ActorClosed, PodactorsError, PodError
-from podactors.runtime.pod import PodHandle
+from podactors.fileio import write_atomic
+from podactors.handle import PodApi
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ CLOSE_SECONDS = 5.0
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 """Origin hosts allowed when no ``allowed_origins`` are given."""
 
-PodLookup = Callable[[str], PodHandle | None]
+PodLookup = Callable[[str], PodApi | None]
 """Finds a running pod by name, or ``None``."""
 
 
@@ -108,17 +110,7 @@ def write_token_file(path: Path, token: str) -> None:
     half a token. Parent directories are created (mode 0700).
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            if hasattr(os, "fchmod"):
-                os.fchmod(file.fileno(), 0o600)  # a umask may have taken the owner's bits
-            file.write(token.encode())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    write_atomic(path, token.encode(), mode=0o600)
 
 
 # --- the handshake ----------------------------------------------------------------------
@@ -223,52 +215,65 @@ class _Connection:
             return
         pod = self._lookup(method.pod)
         if pod is None:
-            await self._error("invalid_request", f"no pod named {method.pod!r}", method.pod)
+            await self._error(
+                "invalid_request", f"no pod named {method.pod!r}", method.pod, method.id
+            )
             return
-        if isinstance(method, proto.Resume):
-            nursery.start_soon(self._guarded, pod, method)
-        elif isinstance(method, proto.Attach) and method.pod not in self._attached:
-            await nursery.start(self._forward, pod)
-        else:
-            await self._guarded(pod, method)
-
-    async def _guarded(self, pod: PodHandle, method: proto.AnyMethod) -> None:
-        """Apply ``method``; a refusal or failure becomes an ``error`` event."""
         try:
-            await self._apply(pod, method)
+            await self._apply(nursery, pod, method)
         except trio_websocket.ConnectionClosed:
             raise
         except PodError as exc:
-            await self._error(_error_code(exc.code), exc.message, pod.name)
+            await self._error(exc.code, exc.message, pod.name, method.id)
         except ActorClosed:
-            await self._error("invalid_request", f"pod {pod.name!r} is stopped", pod.name)
+            await self._error(
+                "invalid_request", f"pod {pod.name!r} is stopped", pod.name, method.id
+            )
         except PodactorsError as exc:
-            await self._error("internal", str(exc), pod.name)
+            await self._error("internal", str(exc), pod.name, method.id)
         except Exception as exc:
             logger.exception("websocket method %r on pod %s failed", method, pod.name)
-            await self._error("internal", f"{type(exc).__name__}: {exc}", pod.name)
+            await self._error("internal", f"{type(exc).__name__}: {exc}", pod.name, method.id)
 
-    async def _apply(self, pod: PodHandle, method: proto.AnyMethod) -> None:
-        match method:
-            case proto.Run(input=text):
-                await pod.start_run(text)
-            case proto.Resume():
-                await pod.resume()
-            case proto.Cancel():
-                await pod.cancel()
-            case proto.Pause():
-                await pod.pause()
-            case proto.Notify(message=text, source=source):
-                await pod.notify(text, source=source)
-            case proto.Compact():
-                await pod.start_compact()
-            case proto.Shutdown():
-                await pod.shutdown()
-            case proto.GetSnapshot() | proto.Attach():
+    async def _apply(self, nursery: trio.Nursery, pod: PodApi, method: proto.AnyMethod) -> None:
+        """Hand ``method`` to the pod; answer it (with its ``id``, when it has one)."""
+        if isinstance(method, proto.Attach):
+            if method.pod not in self._attached:
+                await nursery.start(self._forward, pod)
+            else:  # already attached: a fresh snapshot, no second stream
                 await self._send(await pod.snapshot())
+            if method.id is not None:
+                await self._send(proto.Reply(pod=pod.name, id=method.id))
+            return
+        answer = await pod.call(method)
+        if method.id is None:
+            if isinstance(answer, proto.Snapshot):
+                await self._send(answer)
+            elif isinstance(method, proto.GetHistory):
+                await self._send(proto.Reply(pod=pod.name, id="", history=answer))
+            return
+        reply = proto.Reply(pod=pod.name, id=method.id)
+        if isinstance(answer, Ticket):
+            reply = proto.Reply(pod=pod.name, id=method.id, started=True)
+            nursery.start_soon(self._done, pod.name, method.id, answer)
+        elif isinstance(answer, proto.Snapshot):
+            reply = proto.Reply(pod=pod.name, id=method.id, snapshot=answer)
+        elif isinstance(method, proto.GetHistory):
+            reply = proto.Reply(pod=pod.name, id=method.id, history=answer)
+        await self._send(reply)
+
+    async def _done(self, pod: str, method_id: str, ticket: Ticket[Any]) -> None:
+        """Send ``done`` when the run or compaction that ``method_id`` started ends."""
+        try:
+            result = await ticket.wait()
+        except PodactorsError as exc:
+            await self._error("internal", str(exc), pod, method_id)
+            return
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
+            await self._send(proto.Done(pod=pod, id=method_id, result=result))
 
     async def _forward(
-        self, pod: PodHandle, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self, pod: PodApi, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Send ``pod``'s events (a snapshot first) until it stops or the peer goes."""
         self._attached.add(pod.name)
@@ -282,8 +287,10 @@ class _Connection:
         finally:
             self._attached.discard(pod.name)
 
-    async def _error(self, code: proto.ErrorCode, message: str, pod: str) -> None:
-        await self._send(proto.Error(pod=pod, code=code, message=message))
+    async def _error(
+        self, code: proto.ErrorCode, message: str, pod: str, method_id: str | None = None
+    ) -> None:
+        await self._send(proto.Error(pod=pod, code=code, message=message, id=method_id))
 
     async def _send(self, event: proto.AnyEvent) -> None:
         await self._websocket.send_message(proto.encode_event(event).decode())
@@ -295,14 +302,6 @@ def _pod_of(message: str | bytes) -> str:
         return msgspec.json.decode(message, type=_PodField).pod
     except msgspec.DecodeError:
         return ""
-
-
-_ERROR_CODES: frozenset[str] = frozenset(get_args(proto.ErrorCode))
-
-
-def _error_code(code: str) -> proto.ErrorCode:
-    """``code`` if the protocol knows it, else ``internal``."""
-    return code if code in _ERROR_CODES else "internal"  # type: ignore[return-value]
 
 
 __all__ = [

@@ -24,9 +24,10 @@ import attrs
 import trio
 
 from podactors.errors import PodactorsError
+from podactors.handle import PodHandle, RunTicket
 from podactors.llm.scripted import ScriptedReply, ScriptedToolCall, ScriptedUsage
 from podactors.manifest import Manifest
-from podactors.runtime.pod import PodHandle, RunResult, RunTicket
+from podactors.protocol import RunResult
 from podactors.runtime.supervisor import open_supervisor
 from podactors.store import FsStore
 from podactors.store.fs import SessionInfo

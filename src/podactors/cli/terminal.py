@@ -23,10 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from podactors import protocol as proto
-from podactors.errors import PodError
-from podactors.items import Notification
-from podactors.runtime.pod import PodHandle, RunResult, RunTicket
-from podactors.sessions_view import (
+from podactors.cli.views import (
     history_table,
     item_kind,
     item_text,
@@ -34,6 +31,10 @@ from podactors.sessions_view import (
     tool_args,
     truncate,
 )
+from podactors.errors import PodError
+from podactors.handle import PodApi, RunTicket
+from podactors.items import Notification
+from podactors.protocol import RunResult
 
 # --- streaming pod events (shared by demo, run, chat and attach) -----------------------
 
@@ -379,7 +380,7 @@ async def read_line(console: Console, interrupts: Interrupts, prompt: str = "") 
     return line
 
 
-async def _cancel_quietly(pod: PodHandle) -> None:
+async def _cancel_quietly(pod: PodApi) -> None:
     with contextlib.suppress(PodError):  # the turn ended meanwhile
         await pod.cancel()
 
@@ -395,7 +396,7 @@ async def _show_until_run_end(
 
 
 async def stream_turn(
-    pod: PodHandle,
+    pod: PodApi,
     start: Callable[[], Awaitable[RunTicket]],
     renderer: EventRenderer,
     interrupts: Interrupts | None = None,
@@ -420,3 +421,141 @@ async def stream_turn(
         nursery.cancel_scope.cancel()
     renderer.finish()
     return result
+
+
+# --- one loop for a pod at the terminal ---------------------------------------------------
+
+
+HISTORY_ITEMS = 20
+"""How many history items ``/history`` shows."""
+
+
+class PodRepl:
+    """Typed lines to a pod, its events on the screen: ``chat`` and ``attach`` alike.
+
+    ``pod`` is any :class:`~podactors.handle.PodApi`: the in-process handle for ``chat``,
+    a :class:`~podactors.client.RemotePod` for ``attach``. Every event of the pod is shown
+    as it comes. Each plain line runs a turn; slash commands are one table
+    (:attr:`COMMANDS`). With ``wait_for_turns`` (``chat``) a line waits for its turn, and
+    Ctrl-C cancels the turn; without (``attach``) lines go out at once and, at the end of
+    piped input, the loop waits for the last turn it started.
+    """
+
+    COMMANDS: dict[str, str] = {
+        "/notify TEXT": "give the pod a notification (it starts a turn when the pod is idle)",
+        "/history": "show recent history",
+        "/cancel": "cancel the running turn",
+        "/pause": "pause the running turn at its next step",
+        "/resume": "continue a paused turn",
+        "/compact": "compact the session now",
+        "/help": "show this help",
+        "/quit": "leave (Ctrl-D too)",
+    }
+
+    def __init__(
+        self,
+        pod: PodApi,
+        console: Console,
+        interrupts: Interrupts,
+        renderer: EventRenderer,
+        *,
+        wait_for_turns: bool,
+    ):
+        self.pod = pod
+        self.console = console
+        self.interrupts = interrupts
+        self.renderer = renderer
+        self.wait_for_turns = wait_for_turns
+        self._last: RunTicket | None = None
+        self._run_ended = trio.Event()
+
+    def help_text(self) -> str:
+        """One line per command."""
+        lines = ["Type a line to run a turn."]
+        lines += [f"  {command:<13} {what}" for command, what in self.COMMANDS.items()]
+        return "\n".join(lines)
+
+    async def run(self) -> None:
+        """Show events and handle lines until /quit, Ctrl-D, Ctrl-C at the prompt, or the
+        pod's events end."""
+        async with self.pod.subscribe() as events, trio.open_nursery() as nursery:
+            nursery.start_soon(self._show, events, nursery.cancel_scope)
+            await self._read_lines()
+            if self._last is not None and not self.wait_for_turns:
+                await self._last.wait()
+                await self._drained()
+            nursery.cancel_scope.cancel()
+        self.renderer.finish()
+
+    async def _show(self, events: AsyncIterator[proto.AnyEvent], done: trio.CancelScope) -> None:
+        async for event in events:
+            self.renderer.show(event)
+            if isinstance(event, proto.RunEnd):
+                self._run_ended.set()
+        self.renderer.finish()
+        self.renderer.note("the pod's events ended", "yellow")
+        done.cancel()
+
+    async def _read_lines(self) -> None:
+        prompt = f"[bold cyan]{YOU}[/] " if self.wait_for_turns else ""
+        while (line := await read_line(self.console, self.interrupts, prompt)) is not None:
+            try:
+                if not await self.handle(line.strip()):
+                    return
+            except PodError as exc:
+                self.renderer.note(f"{exc.code}: {exc.message}", "red")
+
+    async def handle(self, line: str) -> bool:
+        """Handle one line; false when the loop should end."""
+        command, _, argument = line.partition(" ")
+        argument = argument.strip()
+        pod = self.pod
+        if not line:
+            return True
+        if command in ("/quit", "/exit"):
+            return False
+        if command == "/history":
+            self.console.print(history_table(await pod.history(), HISTORY_ITEMS))
+        elif command == "/notify" and argument:
+            ticket = await pod.notify(argument)
+            if ticket is not None:
+                await self._follow(ticket)
+        elif command == "/cancel":
+            await pod.cancel()
+        elif command == "/pause":
+            await pod.pause()
+        elif command == "/resume":
+            await self._follow(await pod.start_resume())
+        elif command == "/compact":
+            result = await (await pod.start_compact()).wait()
+            self.renderer.note(f"compaction {result.outcome}{_because(result.error)}")
+        elif command.startswith("/"):
+            self.renderer.note(self.help_text())
+        else:
+            await self._follow(await pod.start_run(line))
+        return True
+
+    async def _follow(self, ticket: RunTicket) -> None:
+        """Remember the turn ``ticket`` stands for; wait for it when turns are waited for."""
+        self._last, self._run_ended = ticket, trio.Event()
+        if not self.wait_for_turns:
+            return
+
+        async with trio.open_nursery() as nursery:
+
+            def cancel_turn() -> None:
+                self.renderer.note("Ctrl-C: cancelling the turn…", "yellow")
+                nursery.start_soon(_cancel_quietly, self.pod)
+
+            with self.interrupts.route(cancel_turn):
+                await ticket.wait()
+        await self._drained()
+
+    async def _drained(self) -> None:
+        """Wait (briefly) until the turn's last events are on the screen."""
+        with trio.move_on_after(DRAIN_SECONDS):
+            await self._run_ended.wait()
+
+
+def _because(error: str | None) -> str:
+    return f": {error}" if error else ""

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import shutil
 import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -25,14 +24,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from podactors import protocol as proto
-from podactors.client import PodClient, open_client
-from podactors.demo import PROJECT_DIR, DemoReport, DemoSetup, DemoStep, run_demo
-from podactors.errors import PodactorsError, StoreError
-from podactors.manifest import PROJECT_MANIFEST, Manifest, load_manifest
-from podactors.runtime.pod import PodHandle, RunResult, RunTicket
-from podactors.server import WebsocketServer
-from podactors.sessions_view import (
+from podactors.cli.demo import PROJECT_DIR, DemoReport, DemoSetup, DemoStep, run_demo
+from podactors.cli.terminal import (
+    EventRenderer,
+    PodRepl,
+    catch_interrupts,
+    stream_turn,
+)
+from podactors.cli.views import (
     echo_json,
     entry_line,
     gc_summary,
@@ -50,17 +49,16 @@ from podactors.sessions_view import (
     to_jsonable,
     tool_names,
 )
+from podactors.client import open_remote
+from podactors.errors import PodactorsError, StoreError, single_error
+from podactors.fileio import write_atomic
+from podactors.handle import PodHandle
+from podactors.manifest import PROJECT_MANIFEST, Manifest, find_project_manifest, load_manifest
+from podactors.protocol import RunResult
+from podactors.runtime.supervisor import TOKEN_FILE, Supervisor, open_supervisor
+from podactors.server import WebsocketServer
 from podactors.store.fs import FsStore
 from podactors.store.replay import fold
-from podactors.runtime.supervisor import TOKEN_FILE, Supervisor, open_supervisor
-from podactors.terminal import (
-    YOU,
-    EventRenderer,
-    Interrupts,
-    catch_interrupts,
-    read_line,
-    stream_turn,
-)
 
 DEFAULT_STORE = "./.podactors"
 
@@ -110,18 +108,12 @@ class _Cli(click.Group):
             user_errors = group.subgroup(USER_ERRORS)
             if user_errors is None:
                 raise
-            _fail(_first_leaf(user_errors))
+            _fail(single_error(user_errors))
 
 
 def _interrupted() -> NoReturn:
     stderr().print(Text("interrupted", style="yellow"))
     raise click.exceptions.Exit(INTERRUPTED_EXIT)
-
-
-def _first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
 
 
 def store_option(fn: F) -> F:
@@ -287,14 +279,6 @@ Pass --manifest FILE, or create .podactors/manifest.toml in this project, for ex
 Every key is described in docs/manifest.md. 'podactors demo' runs offline, no manifest needed."""
 
 
-def find_project_manifest(cwd: Path) -> Path | None:
-    """The nearest ``.podactors/manifest.toml`` in ``cwd`` or one of its parents."""
-    for directory in (cwd, *cwd.parents):
-        if (directory / PROJECT_MANIFEST).is_file():
-            return directory / PROJECT_MANIFEST
-    return None
-
-
 def load_pod_manifest(path: Path | None) -> Manifest:
     """The manifest through the cascade from the working directory, ``path`` on top.
 
@@ -398,65 +382,14 @@ def run_cmd(task: str, manifest_path: Path | None, store_dir: Path, new: bool) -
 # --- chat -------------------------------------------------------------------------------
 
 
-CHAT_HELP = (
-    "Type a message to run a turn. /notify TEXT gives the pod a notification, /history "
-    "shows recent history, /quit (or Ctrl-D) leaves. Ctrl-C cancels a running turn."
-)
-HISTORY_ITEMS = 20
-"""How many history items ``/history`` shows."""
-
-
-async def _notification_turn(pod: PodHandle, text: str) -> RunTicket:
-    ticket = await pod.notify(text)
-    if ticket is None:
-        raise PodactorsError(f"pod {pod.name} is busy: the notification started no turn")
-    return ticket
-
-
-class Chat:
-    """The ``chat`` loop: each line a turn, slash commands, Ctrl-C cancelling turns."""
-
-    def __init__(self, pod: PodHandle, console: Console, interrupts: Interrupts):
-        self.pod = pod
-        self.console = console
-        self.interrupts = interrupts
-        self.renderer = EventRenderer(console)
-
-    async def loop(self) -> None:
-        """Read and handle lines until /quit, Ctrl-D or Ctrl-C at the prompt."""
-        prompt = f"[bold cyan]{YOU}[/] "
-        while (line := await read_line(self.console, self.interrupts, prompt)) is not None:
-            if not await self.handle(line.strip()):
-                return
-
-    async def handle(self, line: str) -> bool:
-        """Handle one line; false when the chat should end."""
-        command, _, argument = line.partition(" ")
-        if not line:
-            return True
-        if command in ("/quit", "/exit"):
-            return False
-        if command == "/history":
-            self.console.print(history_table(await self.pod.history(), HISTORY_ITEMS))
-        elif command == "/notify" and argument.strip():
-            await self._turn(functools.partial(_notification_turn, self.pod, argument.strip()))
-        elif command.startswith("/"):
-            self.console.print(Text(CHAT_HELP, style="dim"))
-        else:
-            await self._turn(functools.partial(self.pod.start_run, line))
-        return True
-
-    async def _turn(self, start: Callable[[], Awaitable[RunTicket]]) -> None:
-        await stream_turn(self.pod, start, self.renderer, self.interrupts)
-
-
 async def chat_session(store_dir: Path, manifest: Manifest, *, new: bool, console: Console) -> None:
     """Chat with the manifest's pod until the user leaves."""
     async with catch_interrupts() as interrupts, open_supervisor(store_dir) as supervisor:
         pod = await start_pod(supervisor, manifest, new=new)
         await introduce_pod(pod, console)
-        console.print(Text(CHAT_HELP, style="dim"))
-        await Chat(pod, console, interrupts).loop()
+        repl = PodRepl(pod, console, interrupts, EventRenderer(console), wait_for_turns=True)
+        console.print(Text(repl.help_text(), style="dim"))
+        await repl.run()
 
 
 @main.command()
@@ -485,9 +418,7 @@ URL_FILE = "websocket.url"
 def write_url_file(root: Path, url: str) -> Path:
     """Write ``url`` to ``<root>/websocket.url`` atomically; returns the path."""
     path = root / URL_FILE
-    temporary = path.with_name(f".{URL_FILE}.{os.getpid()}.tmp")
-    temporary.write_text(url + "\n", encoding="utf-8")
-    temporary.replace(path)
+    write_atomic(path, (url + "\n").encode())
     return path
 
 
@@ -580,16 +511,6 @@ def serve(
 # --- attach -------------------------------------------------------------------------------
 
 
-ATTACH_HELP = (
-    "Type a line to run it; /cancel, /pause, /resume, /notify TEXT; /quit, Ctrl-D or "
-    "Ctrl-C detaches (the pod keeps running)."
-)
-
-
-REFUSALS = frozenset({"already_running", "not_running", "not_paused", "invalid_request"})
-"""Error codes of a method the pod refused (no turn follows them)."""
-
-
 def read_server_file(path: Path, what: str, store_dir: Path) -> str:
     """The stripped content of a file ``serve`` wrote, or a clear error naming it."""
     try:
@@ -600,80 +521,14 @@ def read_server_file(path: Path, what: str, store_dir: Path) -> str:
         ) from None
 
 
-class Attachment:
-    """One ``attach``: events of the pod printed as they come, typed lines sent as methods."""
-
-    def __init__(self, client: PodClient, pod: str, renderer: EventRenderer):
-        self.client = client
-        self.pod = pod
-        self.renderer = renderer
-        self.status: proto.PodStatus | None = None
-        self.settled = trio.Event()  # the last turn started from here ended (or was refused)
-        self.settled.set()
-
-    async def show_events(self, done: trio.CancelScope) -> None:
-        """Print events until the server closes the connection, then end the attachment."""
-        async for event in self.client.events():
-            self.renderer.show(event)
-            if isinstance(event, proto.Snapshot | proto.Status):
-                self.status = event.status
-            if isinstance(event, proto.RunEnd) or (
-                isinstance(event, proto.Error) and event.code in REFUSALS
-            ):
-                self.settled.set()
-        self.renderer.finish()
-        reason = self.client.close_reason
-        self.renderer.note(f"disconnected{f': {reason}' if reason else ''}", "yellow")
-        done.cancel()
-
-    async def send_lines(self, console: Console, interrupts: Interrupts) -> None:
-        """Send typed lines until /quit, Ctrl-C or Ctrl-D; at the end of piped input,
-        wait for the last run sent to end."""
-        while (line := await read_line(console, interrupts)) is not None:
-            if not await self.send(line.strip()):
-                return
-        await self.settled.wait()
-
-    async def send(self, line: str) -> bool:
-        """Send one line as a method; false on /quit."""
-        command, _, argument = line.partition(" ")
-        simple = {"/cancel": self.client.cancel, "/pause": self.client.pause}
-        if not line:
-            return True
-        if command == "/quit":
-            return False
-        if command in simple:
-            await simple[command](self.pod)
-        elif command == "/resume":
-            self._expect_turn()
-            await self.client.resume(self.pod)
-        elif command == "/notify" and argument.strip():
-            if self.status in (None, "idle"):  # a notification starts a turn when idle
-                self._expect_turn()
-            await self.client.notify(self.pod, argument.strip())
-        elif command.startswith("/"):
-            self.renderer.note(ATTACH_HELP)
-        else:
-            self._expect_turn()
-            await self.client.run(self.pod, line)
-        return True
-
-    def _expect_turn(self) -> None:
-        self.settled = trio.Event()
-
-
-async def attach_pod(url: str, token: str, pod: str, console: Console) -> None:
-    """Attach to ``pod`` at ``url``: print its events, send typed lines, until detached."""
+async def attach_pod(url: str, token: str, name: str, console: Console) -> None:
+    """Attach to ``name`` at ``url``: print its events, send typed lines, until detached."""
     renderer = EventRenderer(console, show_snapshot=True)
-    async with catch_interrupts() as interrupts, open_client(url, token) as client:
-        attachment = Attachment(client, pod, renderer)
-        await client.attach(pod)
-        console.print(Text(f"attached to {pod} at {url}. {ATTACH_HELP}", style="dim"))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(attachment.show_events, nursery.cancel_scope)
-            await attachment.send_lines(console, interrupts)
-            nursery.cancel_scope.cancel()
-        renderer.finish()
+    async with catch_interrupts() as interrupts, open_remote(url, token) as remote:
+        pod = await remote.pod(name)
+        repl = PodRepl(pod, console, interrupts, renderer, wait_for_turns=False)
+        console.print(Text(f"attached to {name} at {url}. {repl.help_text()}", style="dim"))
+        await repl.run()
 
 
 @main.command()
