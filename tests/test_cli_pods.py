@@ -20,12 +20,12 @@ from rich.console import Console
 
 from podactors import protocol as proto
 from podactors.cli import main
-from podactors.client import open_client
 from podactors.cli.demo import FIXED_SUB, PROJECT_DIR
+from podactors.cli.terminal import YOU, EventRenderer, content_preview
+from podactors.client import open_client
 from podactors.items import Notification, ToolCall, ToolResult
 from podactors.store import FsStore
 from podactors.store.entries import Item, LogEntry, Outcome, SystemItem, TurnEnd
-from podactors.cli.terminal import YOU, EventRenderer, content_preview
 
 ENV = {"COLUMNS": "100", "FORCE_COLOR": None, "TTY_COMPATIBLE": None, "PODACTORS_STORE": None}
 CLI = [sys.executable, "-m", "podactors.cli"]

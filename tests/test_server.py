@@ -12,10 +12,10 @@ from standin_pods import standin_manifest
 
 from podactors import protocol as proto
 from podactors.client import ConnectionRefused, PodClient, open_client
+from podactors.handle import PodHandle
 from podactors.items import Message, Notification
 from podactors.llm.scripted import ScriptedReply, ScriptedToolCall
 from podactors.manifest import Manifest
-from podactors.handle import PodHandle
 from podactors.runtime.pod import Pod
 from podactors.server import WebsocketServer, serve_websocket
 from podactors.store import FsStore
@@ -257,7 +257,8 @@ async def test_pause_and_resume_over_the_websocket_keep_the_connection_served(nu
             gate.reset()
             await client.send(proto.Resume(pod="alice"))
             await gate.entered.wait()
-            await client.send(proto.GetSnapshot(pod="alice"))  # answered while the resumed run goes on
+            # answered while the resumed run goes on
+            await client.send(proto.GetSnapshot(pod="alice"))
             during = await until(client, is_snapshot)
             gate.release.set()
             resumed = await until(client, is_run_end)

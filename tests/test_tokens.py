@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from podactors.compaction.tokens import TokenEstimate, TokenTimeline, estimate_tokens, item_bytes
 from podactors.items import HistoryItem, Message, ToolCall, ToolResult
 from podactors.store.entries import Usage
-from podactors.compaction.tokens import TokenEstimate, TokenTimeline, estimate_tokens, item_bytes
 
 # Every ITEM serialises to exactly 100 bytes, so bytes(n) = 100 * n.
 ITEM = Message("user", "a" * 53)

@@ -1,6 +1,7 @@
 """podactors: a trio-native actor framework for long-running LLM agent pods."""
 
 from podactors import errors
+from podactors.handle import PodHandle
 from podactors.items import (
     ChildEvent,
     FileAttachment,
@@ -12,11 +13,10 @@ from podactors.items import (
     ToolResult,
 )
 from podactors.manifest import AllowRule, DenyRule, Manifest, load_manifest
-from podactors.handle import PodHandle
 from podactors.protocol import CompactResult, RunResult
 from podactors.runtime.pod import Pod
-from podactors.store import FsStore, SessionState
 from podactors.runtime.supervisor import PodSpec, Supervisor, open_supervisor
+from podactors.store import FsStore, SessionState
 
 __version__ = "0.1.0"
 
