@@ -202,6 +202,23 @@ class Actor(Generic[M]):
             reply.refuse(self.name)
 
 
+class WorkingActor(Actor[M]):
+    """An actor whose work goes on as tasks beside its mailbox, in a nursery of its own
+    (``work``), so that it keeps serving messages (a cancel, say) while the work runs.
+    The work ends with the actor."""
+
+    work: trio.Nursery
+
+    async def run(self, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve the mailbox, with the work's nursery open beside it."""
+        async with trio.open_nursery() as nursery:
+            self.work = nursery
+            try:
+                await super().run(task_status=task_status)
+            finally:
+                nursery.cancel_scope.cancel()
+
+
 def _refuse_remaining(receive: trio.MemoryReceiveChannel[Envelope[Any]], name: str) -> None:
     """Close the mailbox and answer every queued ask with ActorClosed."""
     while True:

@@ -27,7 +27,7 @@ from podactors import protocol as proto
 from podactors.actor import Reply as Ticket
 from podactors.errors import ConnectionRefused, Disconnected, PodError
 from podactors.fanout import Fanout
-from podactors.handle import PodApi, PodView
+from podactors.handle import PodView, ViewedPod
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 """Seconds a connection and its handshake may take."""
@@ -156,7 +156,7 @@ def _refused(url: str, exc: trio_websocket.HandshakeError) -> ConnectionRefused:
 # --- pods over a connection ------------------------------------------------------------
 
 
-class RemotePod(PodApi):
+class RemotePod(ViewedPod):
     """A pod served over a websocket connection; see the module docstring.
 
     Its view (status, session id, turn count) follows the pod's events; its events come
@@ -169,21 +169,6 @@ class RemotePod(PodApi):
         self._connection = connection
         self._view = PodView(name)
         self._fanout = Fanout(lambda: proto.Lagged(pod=name, missed=0))
-
-    @property
-    def status(self) -> proto.PodStatus:
-        """``idle``, ``running``, ``paused``, ``compacting`` or ``stopped``."""
-        return self._view.status
-
-    @property
-    def session_id(self) -> str | None:
-        """The session the pod writes to now."""
-        return self._view.session_id
-
-    @property
-    def turn_count(self) -> int:
-        """Turns the pod's session has had."""
-        return self._view.turn_count
 
     async def call(self, method: proto.AnyMethod) -> Any:
         """Send ``method`` with an id and return its answer, as the in-process handle does."""

@@ -137,21 +137,10 @@ class PodApi(abc.ABC):
         return history
 
 
-class PodHandle(PodApi):
-    """A pod in this process, reached through its mailbox, its fan-out and its view."""
+class ViewedPod(PodApi):
+    """A pod whose state is read off a :class:`PodView` (``_view``) kept up to date for it."""
 
-    def __init__(
-        self, address: ActorHandle[Any], fanout: Fanout, view: PodView, *, name: str
-    ) -> None:
-        self.name = name
-        self._address = address
-        self._fanout = fanout
-        self._view = view
-
-    def rebind(self, other: PodHandle) -> None:
-        """Point this handle where ``other`` points: a restarted pod's mailbox and view
-        (a supervisor does this, so handles outlive restarts)."""
-        self._address, self._view = other._address, other._view
+    _view: PodView
 
     @property
     def status(self) -> proto.PodStatus:
@@ -167,6 +156,23 @@ class PodHandle(PodApi):
     def turn_count(self) -> int:
         """Turns the pod's session has had."""
         return self._view.turn_count
+
+
+class PodHandle(ViewedPod):
+    """A pod in this process, reached through its mailbox, its fan-out and its view."""
+
+    def __init__(
+        self, address: ActorHandle[Any], fanout: Fanout, view: PodView, *, name: str
+    ) -> None:
+        self.name = name
+        self._address = address
+        self._fanout = fanout
+        self._view = view
+
+    def rebind(self, other: PodHandle) -> None:
+        """Point this handle where ``other`` points: a restarted pod's mailbox and view
+        (a supervisor does this, so handles outlive restarts)."""
+        self._address, self._view = other._address, other._view
 
     async def call(self, method: proto.AnyMethod) -> Any:
         """Ask the pod's mailbox."""
@@ -188,4 +194,4 @@ class PodHandle(PodApi):
             self._fanout.remove(subscription)
 
 
-__all__ = ["CompactTicket", "PodApi", "PodHandle", "PodView", "RunTicket"]
+__all__ = ["CompactTicket", "PodApi", "PodHandle", "PodView", "RunTicket", "ViewedPod"]

@@ -37,7 +37,7 @@ import msgspec
 import outcome
 import trio
 
-from podactors.actor import Actor
+from podactors.actor import WorkingActor
 from podactors.agent.hooks import Abort, Hooks, Nudge, Pause, Skip
 from podactors.errors import StreamInterrupted, TurnAborted
 from podactors.items import (
@@ -232,7 +232,7 @@ class Transcript:
         return closing
 
 
-class Worker(Actor[WorkerMessage]):
+class Worker(WorkingActor[WorkerMessage]):
     """Runs agent turns with a provider, tools and hooks; see the module docstring.
 
     ``tool_context`` is passed to every tool call. The worker holds no history: call
@@ -254,7 +254,6 @@ class Worker(Actor[WorkerMessage]):
         self.tools = tools
         self.tool_context = tool_context
         self.hooks = hooks or Hooks()
-        self._nursery: trio.Nursery | None = None
         self._turn_scope: trio.CancelScope | None = None
 
     def tool_specs(self) -> list[ToolSpec]:
@@ -263,24 +262,14 @@ class Worker(Actor[WorkerMessage]):
 
     # --- the actor --------------------------------------------------------------------
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve the mailbox; a turn goes on as a task beside it."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                await super().run(task_status=task_status)
-            finally:
-                nursery.cancel_scope.cancel()
-
     async def handle(self, message: WorkerMessage) -> None:
         """Start or cancel a turn."""
         match message:
             case StartTurn(host=host, text=text, budget=budget):
                 if self._turn_scope is not None:
                     raise RuntimeError("a turn is already running on this worker")
-                assert self._nursery is not None
                 self._turn_scope = trio.CancelScope()
-                self._nursery.start_soon(self._hosted_turn, host, text, budget, self._turn_scope)
+                self.work.start_soon(self._hosted_turn, host, text, budget, self._turn_scope)
             case CancelTurn():
                 if self._turn_scope is not None:
                     self._turn_scope.cancel()

@@ -31,7 +31,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from podactors.actor import Actor, ActorHandle
+from podactors.actor import ActorHandle, WorkingActor
 from podactors.compaction.summariser import Compaction, Summariser, seeded_timeline
 from podactors.errors import CompactError, PodactorsError
 from podactors.items import HistoryItem
@@ -152,7 +152,7 @@ class CompactorStatistics:
     just_compacted: bool
 
 
-class Compactor(Actor[CompactorMessage]):
+class Compactor(WorkingActor[CompactorMessage]):
     """One pod's compaction policy and guards; see the module docstring."""
 
     name = "compactor"
@@ -173,17 +173,7 @@ class Compactor(Actor[CompactorMessage]):
         self._seed: tuple[int, int] | None = None
         self._compactions = 0
         self._failures = 0
-        self._nursery: trio.Nursery | None = None
         self._running: trio.CancelScope | None = None
-
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve the mailbox; a compaction goes on as a task beside it."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                await super().run(task_status=task_status)
-            finally:
-                nursery.cancel_scope.cancel()
 
     async def handle(self, message: CompactorMessage) -> Any:
         """Answer one message; see the module docstring."""
@@ -255,9 +245,8 @@ class Compactor(Actor[CompactorMessage]):
         measuring = time.perf_counter()
         tokens_before = self.occupancy(request.history, request.usages, request.pruned)
         timings = CompactionTimings(occupancy=time.perf_counter() - measuring)
-        assert self._nursery is not None
         self._running = trio.CancelScope()
-        self._nursery.start_soon(self._compact, request, tokens_before, timings, self._running)
+        self.work.start_soon(self._compact, request, tokens_before, timings, self._running)
         return tokens_before
 
     async def _compact(
