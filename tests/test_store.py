@@ -427,3 +427,50 @@ async def test_list_sessions_is_ordered_by_creation(tmp_path):
     store = FsStore(tmp_path)
     made = [(await new_session(store))[0] for _ in range(5)]
     assert [info.session_id for info in await store.list_sessions()] == made
+
+
+async def test_a_ref_replaced_in_place_by_one_of_the_same_size_is_never_trusted(tmp_path):
+    """Inode numbers are reused after a rename: a foreign rewrite can leave the ref with
+    this writer's inode and size but another head. The writer must see it."""
+    store = FsStore(tmp_path / "a")
+    ref = await store.create_session(session_start("p"))
+    path = tmp_path / "a" / "refs" / "sessions" / ref.session_id
+    before = path.read_bytes()
+    ours = await store.append(ref.session_id, [UserInput("aaaa")], ref.head)
+    # the same session, where another writer appended different bytes of the same size
+    other_root = tmp_path / "b"
+    other = FsStore(other_root)
+    await other.create_session(session_start("p"))  # lays the store out
+    other_path = other_root / "refs" / "sessions" / ref.session_id
+    other_path.write_bytes(before)
+    theirs = await other.append(ref.session_id, [UserInput("bbbb")], ref.head)
+    forged = other_path.read_bytes()
+    assert len(forged) == path.stat().st_size and forged != path.read_bytes()
+    inode = path.stat().st_ino
+    with open(path, "r+b") as file:  # same inode, same size, other content
+        file.write(forged)
+    assert path.stat().st_ino == inode
+    with pytest.raises(HeadMoved):
+        await store.append(ref.session_id, [UserInput("stale")], ours)
+    head = await store.append(ref.session_id, [UserInput("true head")], theirs)
+    entries = await store.read_entries(ref.session_id)
+    assert [e.content for e in entries if isinstance(e, UserInput)] == ["bbbb", "true head"]
+    assert head == (await store.restore(ref.session_id)).head
+
+
+async def test_packing_refuses_a_tail_whose_chain_is_broken(tmp_path):
+    from podactors.store.refs import frame
+    from podactors.store.segments import Segment, encode_segment
+
+    store = FsStore(tmp_path / "s")
+    ref = await store.create_session(session_start("p"))
+    head = await store.append(ref.session_id, [UserInput("one")], ref.head)
+    path = tmp_path / "s" / "refs" / "sessions" / ref.session_id
+    offset = path.stat().st_size
+    stray = encode_segment(Segment(ref.head, 1, [UserInput("names an old head")]))
+    with open(path, "ab") as file:
+        file.write(frame(stray)[0])
+    with pytest.raises(CorruptSegment) as err:
+        await store.pack(ref.session_id)
+    assert err.value.offset == offset and "chain broken" in str(err.value)
+    assert str(path) in str(err.value) and head

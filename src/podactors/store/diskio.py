@@ -17,6 +17,15 @@ from pathlib import Path
 from podactors.fileio import write_all
 
 
+def read_at(path: Path, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes of ``path`` from ``offset`` (fewer at its end)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+
+
 def append_durable(path: Path, data: bytes, *, durable: bool) -> None:
     """Append ``data`` to ``path`` in one write, then fdatasync.
 

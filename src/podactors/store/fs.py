@@ -40,10 +40,21 @@ from podactors.errors import (
     StoreLocked,
 )
 from podactors.fileio import is_temp, write_atomic
-from podactors.store.diskio import append_durable, exclusive_lock, truncate
+from podactors.store.diskio import append_durable, exclusive_lock, read_at, truncate
 from podactors.store.entries import LogEntry, Origin, SessionStart
 from podactors.store.objects import ObjectDir
-from podactors.store.refs import RefFile, RefHeader, SpineSegment, encode_ref, frame, parse_ref
+from podactors.store.refs import (
+    FRAME_OVERHEAD,
+    MAGIC,
+    RefFile,
+    RefHeader,
+    SpineSegment,
+    encode_ref,
+    frame,
+    frame_prefix,
+    header_prefix,
+    parse_ref,
+)
 from podactors.store.replay import SessionState, fold
 from podactors.store.segments import (
     RawSegment,
@@ -141,7 +152,14 @@ class StoreStatistics(msgspec.Struct, frozen=True):
 
 @attrs.define
 class _Tail:
-    """What this process knows of a ref file, valid while its inode and size match."""
+    """What this process knows of a ref file.
+
+    It is trusted only while the inode, the size *and* the last frame's prefix (its
+    length and the BLAKE2b of its payload, at ``last_offset``) all match: inode numbers
+    are reused at once after a rename, so metadata alone can match a different file;
+    the last frame's hash cannot (it covers the record, which names its parent head and
+    its entry count, or the header, which names the spine and the head).
+    """
 
     inode: int
     size: int
@@ -149,6 +167,8 @@ class _Tail:
     entries: int
     records: int
     record_bytes: int
+    last_offset: int
+    last_prefix: bytes
 
 
 def new_session_id() -> str:
@@ -263,8 +283,16 @@ class _Disk:
         entries = header.entries + sum(
             len(decode_raw_segment(payload, path).entries) for payload in tail
         )
+        last = len(data) - len(tail[-1]) - FRAME_OVERHEAD if tail else len(MAGIC)
         self._tails[session_id] = _Tail(
-            st.st_ino, st.st_size, head, entries, len(tail), sum(map(len, tail))
+            st.st_ino,
+            st.st_size,
+            head,
+            entries,
+            len(tail),
+            sum(map(len, tail)),
+            last,
+            data[last : last + FRAME_OVERHEAD],
         )
 
     def _tail_state(self, session_id: str) -> _Tail:
@@ -275,7 +303,11 @@ class _Disk:
             st = path.stat()
         except FileNotFoundError:
             raise SessionNotFound(session_id) from None
-        if cached is not None and (cached.inode, cached.size) == (st.st_ino, st.st_size):
+        if (
+            cached is not None
+            and (cached.inode, cached.size) == (st.st_ino, st.st_size)
+            and read_at(path, cached.last_offset, FRAME_OVERHEAD) == cached.last_prefix
+        ):
             self._count(head_cache_hits=1)
             return cached
         ref, st = self._read_ref(session_id)
@@ -284,6 +316,11 @@ class _Disk:
         entries = ref.header.entries + sum(
             len(decode_raw_segment(r.payload, path, offset=r.offset).entries) for r in ref.tail
         )
+        if ref.tail:
+            last = ref.tail[-1]
+            last_offset, last_prefix = last.offset, frame_prefix(last.payload, last.hash)
+        else:
+            last_offset, last_prefix = len(MAGIC), header_prefix(ref.header)
         tail = _Tail(
             st.st_ino,
             ref.valid_length,
@@ -291,6 +328,8 @@ class _Disk:
             entries,
             len(ref.tail),
             sum(len(r.payload) for r in ref.tail),
+            last_offset,
+            last_prefix,
         )
         self._tails[session_id] = tail
         return tail
@@ -325,6 +364,7 @@ class _Disk:
             record = encode_segment(Segment(tail.head, tail.entries, list(entries)))
             framed, head = frame(record)
             append_durable(self._ref_path(session_id), framed, durable=self.durable)
+            tail.last_offset, tail.last_prefix = tail.size, framed[:FRAME_OVERHEAD]
             tail.size += len(framed)
             tail.head = head
             tail.entries += len(entries)
@@ -348,11 +388,19 @@ class _Disk:
         path = self._ref_path(session_id)
         header = ref.header
         spine = list(header.spine)
-        fresh = [
-            entry
-            for record in ref.tail
-            for entry in decode_raw_segment(record.payload, path, offset=record.offset).entries
-        ]
+        fresh = []
+        parent, base = header.head, header.entries
+        for record in ref.tail:
+            segment = decode_raw_segment(record.payload, path, offset=record.offset)
+            if (segment.parent, segment.base) != (parent, base):
+                raise CorruptSegment(
+                    path,
+                    offset=record.offset,
+                    reason=f"chain broken: the record follows {segment.parent}@{segment.base}, "
+                    f"the session is at {parent}@{base}",
+                )
+            fresh.extend(segment.entries)
+            parent, base = record.hash, base + len(segment.entries)
         absorbed = _merge_count([s.size for s in spine], sum(len(r.payload) for r in ref.tail))
         keep, merged = spine[: len(spine) - absorbed], spine[len(spine) - absorbed :]
         entries = [entry for seg in merged for entry in self._raw_object(seg.hash).entries]

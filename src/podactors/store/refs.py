@@ -84,6 +84,17 @@ def frame(payload: bytes) -> tuple[bytes, str]:
     return _LEN.pack(len(payload)) + raw + payload, raw.hex()
 
 
+def frame_prefix(payload: bytes, hash_: str) -> bytes:
+    """The first ``FRAME_OVERHEAD`` bytes of the frame of ``payload`` (hex hash ``hash_``)."""
+    return _LEN.pack(len(payload)) + bytes.fromhex(hash_)
+
+
+def header_prefix(header: RefHeader) -> bytes:
+    """The first ``FRAME_OVERHEAD`` bytes of ``header``'s frame."""
+    payload = _header_encoder.encode(header)
+    return _LEN.pack(len(payload)) + digest(payload)
+
+
 def encode_ref(header: RefHeader, tail_payloads: list[bytes] = ()) -> tuple[bytes, str | None]:  # type: ignore[assignment]
     """A whole ref file; returns its bytes and the head after its last record."""
     parts = [MAGIC, frame(_header_encoder.encode(header))[0]]
