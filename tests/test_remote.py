@@ -63,3 +63,36 @@ async def test_a_remote_pod_that_does_not_exist_is_an_error(nursery, tmp_path):
         async with open_remote(server.url, TOKEN) as remote:
             with pytest.raises(PodError, match="no pod named 'bob'"):
                 await remote.pod("bob")
+
+
+async def test_the_view_is_live_once_the_pod_is_attached(nursery, tmp_path):
+    handle, server = await served(nursery, tmp_path, [text("First.")])
+    with trio.fail_after(10):
+        await handle.run("hi")
+        async with open_remote(server.url, TOKEN) as remote:
+            pod = await remote.pod("alice")
+            assert (pod.status, pod.session_id, pod.turn_count) == ("idle", handle.session_id, 1)
+
+
+async def test_a_local_subscriber_that_lags_gets_lagged_then_a_snapshot(nursery, tmp_path):
+    words = " ".join(f"w{i}" for i in range(1500))  # more deltas than a subscriber buffers
+    _, server = await served(nursery, tmp_path, [text(words)])
+    with trio.fail_after(20):
+        async with open_remote(server.url, TOKEN) as remote:
+            pod = await remote.pod("alice")
+            async with pod.subscribe() as events, pod.subscribe() as watcher:
+                await pod.run("talk")
+                async for event in watcher:  # till the run's end has arrived; events waits
+                    if isinstance(event, proto.RunEnd):
+                        break
+                seen = []
+                async for event in events:
+                    seen.append(event)
+                    if isinstance(event, proto.Snapshot) and len(seen) > 1:
+                        break
+    lagged = next(i for i, event in enumerate(seen) if isinstance(event, proto.Lagged))
+    assert seen[lagged].missed > 0
+    snapshot = seen[lagged + 1]
+    assert isinstance(snapshot, proto.Snapshot)
+    assert (snapshot.status, snapshot.turn_count) == ("idle", 1)
+    assert snapshot.last_seq > seen[lagged - 1].seq

@@ -474,3 +474,25 @@ async def test_packing_refuses_a_tail_whose_chain_is_broken(tmp_path):
         await store.pack(ref.session_id)
     assert err.value.offset == offset and "chain broken" in str(err.value)
     assert str(path) in str(err.value) and head
+
+
+async def test_a_fork_at_the_head_or_a_tail_boundary_writes_only_its_ref(tmp_path):
+    store = FsStore(tmp_path / "s")
+    ref = await store.create_session(session_start("p"))
+    head = ref.head
+    for n in range(10):  # unpacked: all in the ref's tail
+        head = await store.append(ref.session_id, [UserInput(f"step {n}")], head)
+    before = store.statistics()
+    fork = await store.fork(ref.session_id)
+    middle = await store.fork(ref.session_id, at=6)
+    after = store.statistics()
+    assert after.objects_written == before.objects_written and after.packs == before.packs
+    assert fork.head == head
+    source = await store.restore(ref.session_id)
+    assert (await store.restore(fork.session_id)).history == source.history
+    assert (await store.restore(middle.session_id)).history == source.history[:5]
+    assert (await store.restore(middle.session_id)).origin.at == 6
+    head = await store.append(fork.session_id, [UserInput("on the fork")], fork.head)
+    assert (await store.restore(fork.session_id)).history[-1].content == "on the fork"
+    assert (await store.restore(ref.session_id)).history == source.history
+    assert (await store.verify()).ok

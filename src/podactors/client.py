@@ -28,6 +28,7 @@ from podactors.actor import Reply as Ticket
 from podactors.errors import ConnectionRefused, Disconnected, PodError
 from podactors.fanout import Fanout
 from podactors.handle import PodView, ViewedPod
+from podactors.items import HistoryItem
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 """Seconds a connection and its handshake may take."""
@@ -161,14 +162,17 @@ class RemotePod(ViewedPod):
 
     Its view (status, session id, turn count) follows the pod's events; its events come
     from a local fan-out the connection's reader fills, so any number of tasks can
-    subscribe.
+    subscribe. A local subscriber that falls behind gets ``lagged`` and then a snapshot
+    built here: the live view and ``last_seq``, with the history of the last snapshot the
+    server sent.
     """
 
     def __init__(self, connection: RemoteConnection, name: str):
         self.name = name
         self._connection = connection
         self._view = PodView(name)
-        self._fanout = Fanout(lambda: proto.Lagged(pod=name, missed=0))
+        self._history: list[HistoryItem] = []
+        self._fanout = Fanout(self._local_snapshot)
 
     async def call(self, method: proto.AnyMethod) -> Any:
         """Send ``method`` with an id and return its answer, as the in-process handle does."""
@@ -194,13 +198,26 @@ class RemotePod(ViewedPod):
         finally:
             self._fanout.remove(subscription)
 
+    def _local_snapshot(self) -> proto.Snapshot:
+        """Where the pod stands as far as this connection has seen."""
+        view, last_seq = self._view, self._fanout.last_seq
+        return proto.Snapshot(
+            pod=self.name,
+            seq=last_seq,
+            status=view.status,
+            session_id=view.session_id,
+            turn_count=view.turn_count,
+            history=list(self._history),
+            last_seq=last_seq,
+        )
+
     def receive(self, event: proto.AnyEvent) -> None:
         """An event of this pod arrived (the connection's reader calls this)."""
         view = self._view
         match event:
             case proto.Snapshot():
                 view.status, view.session_id = event.status, event.session_id
-                view.turn_count = event.turn_count
+                view.turn_count, self._history = event.turn_count, event.history
             case proto.Status(status=status):
                 view.status = status
             case proto.SessionRotated(new_session_id=session_id):
@@ -259,8 +276,9 @@ class RemoteConnection:
         finally:
             self._pending.pop(method_id, None)
 
-    async def read(self) -> None:
+    async def read(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Route every event until the connection closes; then fail whoever still waits."""
+        task_status.started()
         try:
             async for event in self._client.events():
                 self._route(event)
@@ -301,7 +319,7 @@ async def open_remote(url: str, token: str, **options: Any) -> AsyncIterator[Rem
     """
     async with open_client(url, token, **options) as client, trio.open_nursery() as nursery:
         connection = RemoteConnection(client)
-        nursery.start_soon(connection.read)
+        await nursery.start(connection.read)
         try:
             yield connection
         finally:

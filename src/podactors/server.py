@@ -238,10 +238,10 @@ class _Connection:
     async def _apply(self, nursery: trio.Nursery, pod: PodApi, method: proto.AnyMethod) -> None:
         """Hand ``method`` to the pod; answer it (with its ``id``, when it has one)."""
         if isinstance(method, proto.Attach):
-            if method.pod not in self._attached:
-                await nursery.start(self._forward, pod)
-            else:  # already attached: a fresh snapshot, no second stream
-                await self._send(await pod.snapshot())
+            if method.pod not in self._attached:  # the stream replies after its snapshot
+                await nursery.start(self._forward, pod, method.id)
+                return
+            await self._send(await pod.snapshot())  # already attached: no second stream
             if method.id is not None:
                 await self._send(proto.Reply(pod=pod.name, id=method.id))
             return
@@ -273,15 +273,26 @@ class _Connection:
             await self._send(proto.Done(pod=pod, id=method_id, result=result))
 
     async def _forward(
-        self, pod: PodApi, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        pod: PodApi,
+        method_id: str | None,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Send ``pod``'s events (a snapshot first) until it stops or the peer goes."""
+        """Send ``pod``'s events (a snapshot first) until it stops or the peer goes.
+
+        With ``method_id`` (the ``attach``'s), its ``reply`` follows the first snapshot, so a
+        client that waits for the reply has the snapshot by then.
+        """
         self._attached.add(pod.name)
         try:
             async with pod.subscribe() as events:
                 task_status.started()
                 async for event in events:
                     await self._send(event)
+                    if method_id is not None:
+                        await self._send(proto.Reply(pod=pod.name, id=method_id))
+                        method_id = None
         except trio_websocket.ConnectionClosed:
             pass
         finally:

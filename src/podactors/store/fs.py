@@ -456,19 +456,39 @@ class _Disk:
         return self._read_ref(session_id)[0].head
 
     def fork(self, session_id: str, at: int | None) -> SessionRef:
-        def packed_header() -> RefHeader:
-            return self._pack(session_id).header
+        """A new session holding the first ``at`` entries (all by default).
 
-        header = self._locked(session_id, packed_header)
-        total = header.entries
+        A fork at the head, or at any record boundary of the unpacked tail, writes only
+        its new ref (the tail records up to there travel in it); only a fork inside a
+        packed object writes one prefix object, and one inside a tail record packs first.
+        """
+        ref = self._locked(session_id, lambda: self._read_ref(session_id)[0])
+        path = self._ref_path(session_id)
+        header = ref.header
+        counts = [
+            len(decode_raw_segment(r.payload, path, offset=r.offset).entries) for r in ref.tail
+        ]
+        total = header.entries + sum(counts)
         at = total if at is None else at
         if not 1 <= at <= total:
             raise ValueError(f"fork point {at} outside 1..{total} of session {session_id}")
-        spine, head = self._spine_prefix(header, at)
         new_id = new_session_id()
-        origin = Origin("forked_from", session_id, head=header.head, at=at)
-        new_header = RefHeader(new_id, time.time(), origin, spine, head)
-        self._locked(new_id, lambda: self._write_ref(new_id, new_header))
+        origin = Origin("forked_from", session_id, head=ref.head, at=at)
+        boundaries = [header.entries + sum(counts[:k]) for k in range(1, len(counts) + 1)]
+        tail: list[bytes] = []
+        if at <= header.entries:
+            spine, head = self._spine_prefix(header, at)
+            spine_head = head
+        elif at in boundaries:
+            kept = ref.tail[: boundaries.index(at) + 1]
+            spine, spine_head, head = list(header.spine), header.head, kept[-1].hash
+            tail = [record.payload for record in kept]
+        else:
+            header = self._locked(session_id, lambda: self._pack(session_id).header)
+            spine, head = self._spine_prefix(header, at)
+            spine_head = head
+        new_header = RefHeader(new_id, time.time(), origin, spine, spine_head)
+        self._locked(new_id, lambda: self._write_ref(new_id, new_header, tail))
         assert head is not None
         return SessionRef(new_id, head)
 
