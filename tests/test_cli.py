@@ -250,3 +250,16 @@ def test_version_option_prints_version() -> None:
     result = cli("--version")
     assert result.exit_code == 0
     assert "podactors" in result.stdout
+
+
+def test_an_unexpected_error_is_one_line_not_a_traceback(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def explode(self: FsStore) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(FsStore, "list_sessions", explode)
+    result = cli("sessions", "list", "--store", store)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: internal error: RuntimeError: boom"
+    assert "Traceback" not in result.output

@@ -21,34 +21,42 @@ from podactors.cli.sessions import sessions
 from podactors.cli.views import stderr
 from podactors.errors import single_error
 
+CLICK_OWN = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+"""What click raises to end a command its own way (usage errors, exit codes)."""
+
 
 def _fail(exc: BaseException) -> NoReturn:
     message = str(exc).replace("\n", " ") or type(exc).__name__
+    if not isinstance(exc, USER_ERRORS):  # a bug: say what it was, still in one line
+        message = f"internal error: {type(exc).__name__}: {message}"
     stderr().print(Text(f"error: {message}", style="red"))
     raise click.exceptions.Exit(2)
 
 
 class _Cli(click.Group):
-    """The top-level group: podactors, value and OS errors become one red line; Ctrl-C, 130.
+    """The top-level group: an error becomes one red ``error:`` line (exit 2); Ctrl-C, 130.
 
     Errors raised inside the commands' nurseries arrive in exception groups; the first
-    user error in a group is reported the same way.
+    user error in a group (else its first error) is reported the same way. Anything but a
+    podactors, value or OS error is shown as an internal error, never as a traceback.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except USER_ERRORS as exc:
-            _fail(exc)
+        except CLICK_OWN:
+            raise
         except KeyboardInterrupt:
             _interrupted()
+        except Exception as exc:
+            _fail(exc)
         except BaseExceptionGroup as group:
             if group.subgroup(KeyboardInterrupt) is not None:
                 _interrupted()
-            user_errors = group.subgroup(USER_ERRORS)
-            if user_errors is None:
+            errors = group.subgroup(USER_ERRORS) or group.subgroup(Exception)
+            if errors is None:
                 raise
-            _fail(single_error(user_errors))
+            _fail(single_error(errors))
 
 
 def _interrupted() -> NoReturn:
