@@ -436,21 +436,10 @@ class PodRepl:
     ``pod`` is any :class:`~podactors.handle.PodApi`: the in-process handle for ``chat``,
     a :class:`~podactors.client.RemotePod` for ``attach``. Every event of the pod is shown
     as it comes. Each plain line runs a turn; slash commands are one table
-    (:attr:`COMMANDS`). With ``wait_for_turns`` (``chat``) a line waits for its turn, and
+    (:attr:`commands`). With ``wait_for_turns`` (``chat``) a line waits for its turn, and
     Ctrl-C cancels the turn; without (``attach``) lines go out at once and, at the end of
     piped input, the loop waits for the last turn it started.
     """
-
-    COMMANDS: dict[str, str] = {
-        "/notify TEXT": "give the pod a notification (it starts a turn when the pod is idle)",
-        "/history": "show recent history",
-        "/cancel": "cancel the running turn",
-        "/pause": "pause the running turn at its next step",
-        "/resume": "continue a paused turn",
-        "/compact": "compact the session now",
-        "/help": "show this help",
-        "/quit": "leave (Ctrl-D too)",
-    }
 
     def __init__(
         self,
@@ -468,11 +457,23 @@ class PodRepl:
         self.wait_for_turns = wait_for_turns
         self._last: RunTicket | None = None
         self._run_ended = trio.Event()
+        self.commands: dict[str, tuple[str, str, Callable[[str], Awaitable[None]]]] = {
+            "/notify": ("TEXT", "give the pod a notification (a turn, when idle)", self._notify),
+            "/history": ("", "show recent history", self._history),
+            "/cancel": ("", "cancel the running turn", lambda _: pod.cancel()),
+            "/pause": ("", "pause the running turn at its next step", lambda _: pod.pause()),
+            "/resume": ("", "continue a paused turn", self._resume),
+            "/compact": ("", "compact the session now", self._compact),
+            "/help": ("", "show this help", self._help),
+        }
+        """Every slash command: its argument, what it does, and the coroutine doing it."""
 
     def help_text(self) -> str:
         """One line per command."""
         lines = ["Type a line to run a turn."]
-        lines += [f"  {command:<13} {what}" for command, what in self.COMMANDS.items()]
+        for command, (argument, what, _) in self.commands.items():
+            lines.append(f"  {f'{command} {argument}'.strip():<13} {what}")
+        lines.append(f"  {'/quit':<13} leave (Ctrl-D too)")
         return "\n".join(lines)
 
     async def run(self) -> None:
@@ -508,32 +509,38 @@ class PodRepl:
     async def handle(self, line: str) -> bool:
         """Handle one line; false when the loop should end."""
         command, _, argument = line.partition(" ")
-        argument = argument.strip()
-        pod = self.pod
         if not line:
             return True
         if command in ("/quit", "/exit"):
             return False
-        if command == "/history":
-            self.console.print(history_table(await pod.history(), HISTORY_ITEMS))
-        elif command == "/notify" and argument:
-            ticket = await pod.notify(argument)
-            if ticket is not None:
-                await self._follow(ticket)
-        elif command == "/cancel":
-            await pod.cancel()
-        elif command == "/pause":
-            await pod.pause()
-        elif command == "/resume":
-            await self._follow(await pod.start_resume())
-        elif command == "/compact":
-            result = await (await pod.start_compact()).wait()
-            self.renderer.note(f"compaction {result.outcome}{_because(result.error)}")
-        elif command.startswith("/"):
-            self.renderer.note(self.help_text())
+        if not command.startswith("/"):
+            await self._follow(await self.pod.start_run(line))
+            return True
+        usage, _, action = self.commands.get(command, ("", "", self._help))
+        if usage and not argument.strip():
+            await self._help("")
         else:
-            await self._follow(await pod.start_run(line))
+            await action(argument.strip())
         return True
+
+    async def _notify(self, text: str) -> None:
+        ticket = await self.pod.notify(text)
+        if ticket is not None:
+            await self._follow(ticket)
+
+    async def _history(self, _: str) -> None:
+        self.console.print(history_table(await self.pod.history(), HISTORY_ITEMS))
+
+    async def _resume(self, _: str) -> None:
+        await self._follow(await self.pod.start_resume())
+
+    async def _compact(self, _: str) -> None:
+        result = await (await self.pod.start_compact()).wait()
+        self.renderer.note(f"compaction {result.outcome}{_because(result.error)}")
+
+    async def _help(self, _: str) -> None:
+        await trio.lowlevel.checkpoint()
+        self.renderer.note(self.help_text())
 
     async def _follow(self, ticket: RunTicket) -> None:
         """Remember the turn ``ticket`` stands for; wait for it when turns are waited for."""
