@@ -263,3 +263,15 @@ def test_an_unexpected_error_is_one_line_not_a_traceback(
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: internal error: RuntimeError: boom"
     assert "Traceback" not in result.output
+
+
+def test_sessions_list_names_a_damaged_ref_and_lists_the_rest(store: Path) -> None:
+    refs = sorted((store / "refs" / "sessions").iterdir())
+    broken, healthy = refs[0], refs[1:]
+    data = bytearray(broken.read_bytes())
+    data[-3] ^= 0x40
+    broken.write_bytes(bytes(data))
+    result = cli("sessions", "list", "--store", store)
+    assert result.exit_code == 1
+    assert "damaged" in result.stdout and broken.name in result.stdout
+    assert all(ref.name in result.stdout for ref in healthy)

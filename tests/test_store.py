@@ -496,3 +496,17 @@ async def test_a_fork_at_the_head_or_a_tail_boundary_writes_only_its_ref(tmp_pat
     assert (await store.restore(fork.session_id)).history[-1].content == "on the fork"
     assert (await store.restore(ref.session_id)).history == source.history
     assert (await store.verify()).ok
+
+
+async def test_one_damaged_ref_does_not_hide_the_other_sessions(tmp_path):
+    store = FsStore(tmp_path / "s")
+    good = await store.create_session(session_start("good"))
+    bad = await store.create_session(session_start("bad"))
+    path = tmp_path / "s" / "refs" / "sessions" / bad.session_id
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x40
+    path.write_bytes(bytes(data))
+    infos = {info.session_id: info for info in await store.list_sessions()}
+    assert infos[good.session_id].damage is None and infos[good.session_id].entries == 1
+    damage = infos[bad.session_id].damage
+    assert damage is not None and str(path) in damage

@@ -37,7 +37,11 @@ def sessions() -> None:
 @store_option
 @json_option
 def list_cmd(store_dir: Path, as_json: bool) -> None:
-    """List every session: id, times, entries, size, objects and origin."""
+    """List every session: id, times, entries, size, objects and origin.
+
+    A session whose ref cannot be read is listed as damaged (with the file and offset)
+    beside the healthy ones, and the exit status is then 1.
+    """
     infos = trio.run(open_store(store_dir).list_sessions) if is_store(store_dir) else []
     if as_json:
         echo_json(sorted(infos, key=lambda i: (i.created_at, i.session_id)))
@@ -45,6 +49,8 @@ def list_cmd(store_dir: Path, as_json: bool) -> None:
         stdout().print(Text(f"no sessions in {store_dir} yet"))
     else:
         print_sessions(stdout(), infos)
+    if any(info.damage is not None for info in infos):
+        raise click.exceptions.Exit(1)
 
 
 @sessions.command("show")

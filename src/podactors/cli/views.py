@@ -164,6 +164,17 @@ WIDE_CONSOLE = 120
 
 
 def _session_cells(info: SessionInfo, now: float | None) -> dict[str, Text]:
+    if info.damage is not None:
+        unknown = Text("?", style="red")
+        return {
+            "id": Text(info.session_id, style="red"),
+            "created": unknown,
+            "updated": Text(relative_time(info.updated_at, now)),
+            "entries": unknown,
+            "size": Text(human_bytes(info.bytes)),
+            "objects": unknown,
+            "origin": Text(f"damaged: {info.damage}", style="red"),
+        }
     return {
         "id": Text(info.session_id, style="cyan"),
         "created": Text(iso_time(info.created_at)),

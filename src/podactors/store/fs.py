@@ -85,6 +85,8 @@ class SessionInfo(msgspec.Struct, frozen=True):
     """What ``list_sessions`` knows of a session without decoding its entries.
 
     ``bytes`` is what restoring it reads: objects shared with forks count in each.
+    ``damage`` says what is wrong with a ref that could not be read (file and offset);
+    the other fields of such a session are then unknown (zero).
     """
 
     session_id: str
@@ -96,6 +98,7 @@ class SessionInfo(msgspec.Struct, frozen=True):
     objects: int
     tail_records: int
     head: str | None
+    damage: str | None = None
 
 
 class PodRef(msgspec.Struct, frozen=True):
@@ -522,14 +525,18 @@ class _Disk:
     def list_sessions(self) -> list[SessionInfo]:
         infos = []
         for session_id in self._session_ids():
+            path = self._ref_path(session_id)
             try:
                 ref, st = self._read_ref(session_id)
+                tail_entries = sum(
+                    len(decode_raw_segment(r.payload, path, offset=r.offset).entries)
+                    for r in ref.tail
+                )
             except SessionNotFound:
                 continue
-            path = self._ref_path(session_id)
-            tail_entries = sum(
-                len(decode_raw_segment(r.payload, path, offset=r.offset).entries) for r in ref.tail
-            )
+            except CorruptSegment as exc:  # one bad ref must not hide the others
+                infos.append(_damaged_info(session_id, path, exc))
+                continue
             infos.append(
                 SessionInfo(
                     session_id=session_id,
@@ -671,6 +678,16 @@ class _Disk:
                 if ref is not None:
                     refs[path.name] = ref
         return refs
+
+
+def _damaged_info(session_id: str, path: Path, exc: CorruptSegment) -> SessionInfo:
+    """What ``list_sessions`` says of a session whose ref cannot be read."""
+    try:
+        st = path.stat()
+        updated, size = st.st_mtime, st.st_size
+    except OSError:
+        updated, size = 0.0, 0
+    return SessionInfo(session_id, None, 0.0, updated, 0, size, 0, 0, None, damage=str(exc))
 
 
 def _merge_count(older_sizes: list[int], new_size: int) -> int:
