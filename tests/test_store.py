@@ -510,3 +510,27 @@ async def test_one_damaged_ref_does_not_hide_the_other_sessions(tmp_path):
     assert infos[good.session_id].damage is None and infos[good.session_id].entries == 1
     damage = infos[bad.session_id].damage
     assert damage is not None and str(path) in damage
+
+
+async def test_every_flipped_byte_of_a_pod_ref_is_caught_and_named(tmp_path):
+    from podactors.store import PodRef
+
+    store = FsStore(tmp_path / "s")
+    ref = await store.create_session(session_start("p"))
+    await store.set_pod_ref("alice", PodRef(ref.session_id, updated_at=1.0, manifest="/m.toml"))
+    path = tmp_path / "s" / "refs" / "pods" / "alice"
+    whole = path.read_bytes()
+    assert (await store.verify()).ok
+    for offset in range(len(whole)):
+        for bit in (0x01, 0x80):
+            damaged = bytearray(whole)
+            damaged[offset] ^= bit
+            path.write_bytes(bytes(damaged))
+            with pytest.raises(CorruptSegment) as err:
+                await store.get_pod_ref("alice")
+            assert str(path) in str(err.value)
+    path.write_bytes(whole[:-1])
+    report = await store.verify()
+    assert [p.path for p in report.problems] == [str(path)]
+    path.write_bytes(whole)
+    assert (await store.get_pod_ref("alice")).session_id == ref.session_id

@@ -49,10 +49,12 @@ from podactors.store.refs import (
     RefFile,
     RefHeader,
     SpineSegment,
+    encode_pod_ref,
     encode_ref,
     frame,
     frame_prefix,
     header_prefix,
+    parse_pod_ref,
     parse_ref,
 )
 from podactors.store.replay import SessionState, fold
@@ -572,7 +574,28 @@ class _Disk:
             done += 1
             if progress:
                 progress(done, total)
-        return VerifyReport(len(objects), len(session_ids), problems)
+        pod_refs = self._verify_pod_refs(set(session_ids), problems)
+        return VerifyReport(len(objects), len(session_ids) + pod_refs, problems)
+
+    def _verify_pod_refs(self, sessions: set[str], problems: list[StoreProblem]) -> int:
+        """Check every pod ref's checksum and that its session exists; how many there are."""
+        if not self.pods.is_dir():
+            return 0
+        names = sorted(path.name for path in self.pods.iterdir() if not is_temp(path))
+        for name in names:
+            try:
+                ref = self.get_pod_ref(name)
+            except CorruptSegment as exc:
+                problems.append(StoreProblem(str(exc.path), str(exc), exc.expected, exc.actual))
+                continue
+            if ref is not None and ref.session_id not in sessions:
+                problems.append(
+                    StoreProblem(
+                        str(self.pods / name),
+                        f"pod {name} names a missing session {ref.session_id}",
+                    )
+                )
+        return len(names)
 
     def _verify_object(
         self, hash_: str, path: Path, problems: list[StoreProblem]
@@ -654,7 +677,7 @@ class _Disk:
     def set_pod_ref(self, name: str, ref: PodRef) -> None:
         self.ensure_layout()
         path = self.pods / _check_name(name, "pod name")
-        write_atomic(path, msgspec.msgpack.encode(ref), durable=self.durable)
+        write_atomic(path, encode_pod_ref(msgspec.msgpack.encode(ref)), durable=self.durable)
 
     def get_pod_ref(self, name: str) -> PodRef | None:
         self.has_store()
@@ -664,9 +687,9 @@ class _Disk:
         except FileNotFoundError:
             return None
         try:
-            return msgspec.msgpack.decode(data, type=PodRef)
-        except msgspec.DecodeError as exc:
-            raise CorruptSegment(path, reason=f"bad pod ref: {exc}") from None
+            return msgspec.msgpack.decode(parse_pod_ref(data, path), type=PodRef)
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            raise CorruptSegment(path, offset=0, reason=f"bad pod ref: {exc}") from None
 
     def list_pod_refs(self) -> dict[str, PodRef]:
         refs: dict[str, PodRef] = {}

@@ -84,6 +84,27 @@ def frame(payload: bytes) -> tuple[bytes, str]:
     return _LEN.pack(len(payload)) + raw + payload, raw.hex()
 
 
+POD_MAGIC = b"PDPR\x01"
+
+
+def encode_pod_ref(payload: bytes) -> bytes:
+    """A pod ref file: ``POD_MAGIC`` and one frame (length, BLAKE2b, payload)."""
+    return POD_MAGIC + frame(payload)[0]
+
+
+def parse_pod_ref(data: bytes, path: Path) -> bytes:
+    """The payload of a pod ref file, its checksum verified.
+
+    A file without the magic is taken as the unframed form earlier versions wrote.
+    """
+    if not data.startswith(POD_MAGIC):
+        return data
+    frames, valid_length, torn = _read_frames(data, path)  # the magics are of one length
+    if torn or len(frames) != 1:
+        raise CorruptSegment(path, offset=valid_length, reason="pod ref is not one whole frame")
+    return frames[0][2]
+
+
 def frame_prefix(payload: bytes, hash_: str) -> bytes:
     """The first ``FRAME_OVERHEAD`` bytes of the frame of ``payload`` (hex hash ``hash_``)."""
     return _LEN.pack(len(payload)) + bytes.fromhex(hash_)
