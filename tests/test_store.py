@@ -534,3 +534,57 @@ async def test_every_flipped_byte_of_a_pod_ref_is_caught_and_named(tmp_path):
     assert [p.path for p in report.problems] == [str(path)]
     path.write_bytes(whole)
     assert (await store.get_pod_ref("alice")).session_id == ref.session_id
+
+
+async def test_a_flipped_bit_in_any_frame_length_is_corruption_never_a_torn_end(tmp_path):
+    from podactors.store.refs import MAGIC
+
+    store = FsStore(tmp_path / "s")
+    ref = await store.create_session(session_start("p"))
+    head = ref.head
+    for n in range(3):
+        head = await store.append(ref.session_id, [UserInput(f"step {n}")], head)
+    path = tmp_path / "s" / "refs" / "sessions" / ref.session_id
+    whole = path.read_bytes()
+    parsed = await store.read_entries(ref.session_id)
+    # the frame starts: the header's, the session start's, then one per append
+    starts, offset = [], len(MAGIC)
+    while offset < len(whole):
+        starts.append(offset)
+        offset += 40 + int.from_bytes(whole[offset : offset + 4], "little")
+    assert len(starts) == 2 + 3
+    for start in starts:
+        for bit in range(32):
+            damaged = bytearray(whole)
+            damaged[start + bit // 8] ^= 1 << (bit % 8)
+            path.write_bytes(bytes(damaged))
+            fresh = FsStore(tmp_path / "s")
+            with pytest.raises(CorruptSegment) as err:
+                await fresh.read_entries(ref.session_id)
+            assert err.value.offset == start and str(path) in str(err.value)
+    path.write_bytes(whole)
+    assert len(await store.read_entries(ref.session_id)) == len(parsed)
+
+
+async def test_a_ref_of_the_first_format_is_read_and_upgraded_by_its_next_append(tmp_path):
+    from podactors.store.refs import MAGIC, MAGIC_V1, RefHeader, _header_encoder
+    from podactors.store.segments import Segment, digest, encode_segment
+
+    def frame_v1(payload: bytes) -> tuple[bytes, str]:
+        raw = digest(payload)
+        return len(payload).to_bytes(4, "little") + raw + payload, raw.hex()
+
+    store = FsStore(tmp_path / "s")
+    template = await store.create_session(session_start("p"))  # lays the store out
+    path = tmp_path / "s" / "refs" / "sessions" / template.session_id
+    start = encode_segment(Segment(None, 0, [session_start("old")]))
+    header = _header_encoder.encode(RefHeader(template.session_id, 1.0))
+    framed_start, head = frame_v1(start)
+    path.write_bytes(MAGIC_V1 + frame_v1(header)[0] + framed_start)
+    fresh = FsStore(tmp_path / "s")
+    assert (await fresh.restore(template.session_id)).system_prompt == "old"
+    new_head = await fresh.append(template.session_id, [UserInput("after")], head)
+    assert path.read_bytes().startswith(MAGIC)
+    state = await FsStore(tmp_path / "s").restore(template.session_id)
+    assert state.history[-1].content == "after" and state.head == new_head
+    assert (await fresh.verify()).ok

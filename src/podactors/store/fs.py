@@ -174,6 +174,7 @@ class _Tail:
     record_bytes: int
     last_offset: int
     last_prefix: bytes
+    version: int = 2
 
 
 def new_session_id() -> str:
@@ -335,6 +336,7 @@ class _Disk:
             sum(len(r.payload) for r in ref.tail),
             last_offset,
             last_prefix,
+            ref.version,
         )
         self._tails[session_id] = tail
         return tail
@@ -364,6 +366,9 @@ class _Disk:
 
         def append_locked() -> str:
             tail = self._tail_state(session_id)
+            if tail.version < 2:  # rewrite an older format's ref before appending to it
+                self._pack(session_id)
+                tail = self._tail_state(session_id)
             if tail.head != expected_head:
                 raise HeadMoved(session_id, expected=expected_head, actual=tail.head)
             record = encode_segment(Segment(tail.head, tail.entries, list(entries)))
@@ -389,6 +394,8 @@ class _Disk:
         """Fold the tail into one object, merging older objects size-tiered."""
         ref, _ = self._read_ref(session_id)
         if not ref.tail:
+            if ref.version < 2:
+                self._write_ref(session_id, ref.header)
             return ref
         path = self._ref_path(session_id)
         header = ref.header

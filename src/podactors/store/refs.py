@@ -1,19 +1,24 @@
 """Ref files: a session's head pointer plus its short tail of unpacked records.
 
 A ref file is ``MAGIC`` followed by frames. Each frame is a little-endian u32 length,
-the 32-byte BLAKE2b of the payload and the payload. The first frame holds the
+the CRC-32 of those four length bytes, the 32-byte BLAKE2b of the payload and the
+payload. (Files of format 1, ``MAGIC_V1``, have no length check; they are read as they
+are and rewritten in format 2 before their next append.) The first frame holds the
 :class:`RefHeader` (the packed spine of segment objects); every later frame is a
 segment record appended by one ``append`` call. Packing folds the tail into objects
 and replaces the whole file atomically.
 
 Readers tolerate exactly one kind of damage: a torn *final* frame (shorter than its
-length prefix), which is what a process killed mid-append leaves. Anything else is a
+length prefix, or than a frame's fixed part), which is what a process killed mid-append
+leaves. A length whose check does not match is corruption, never taken for a torn end,
+so a flipped bit cannot silently drop the records after it. Anything else is a
 :class:`~podactors.errors.CorruptSegment` naming the file and the offset.
 """
 
 from __future__ import annotations
 
 import struct
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -22,9 +27,12 @@ from podactors.errors import CorruptSegment
 from podactors.store.entries import Origin
 from podactors.store.segments import HASH_BYTES, digest
 
-MAGIC = b"PDRF\x01"
+MAGIC = b"PDRF\x02"
+MAGIC_V1 = b"PDRF\x01"
 _LEN = struct.Struct("<I")
-FRAME_OVERHEAD = _LEN.size + HASH_BYTES
+_LEN_CHECKED = struct.Struct("<II")
+FRAME_OVERHEAD = _LEN_CHECKED.size + HASH_BYTES
+FRAME_OVERHEAD_V1 = _LEN.size + HASH_BYTES
 
 
 class SpineSegment(msgspec.Struct, frozen=True, array_like=True):
@@ -61,12 +69,14 @@ class TailRecord(msgspec.Struct, frozen=True):
 
 
 class RefFile(msgspec.Struct, frozen=True):
-    """A parsed ref file. ``valid_length`` excludes a torn final frame, if any."""
+    """A parsed ref file. ``valid_length`` excludes a torn final frame, if any; ``version``
+    is its format (1 or 2)."""
 
     header: RefHeader
     tail: list[TailRecord]
     valid_length: int
     torn: bool
+    version: int = 2
 
     @property
     def head(self) -> str | None:
@@ -81,7 +91,12 @@ _header_decoder = msgspec.msgpack.Decoder(RefHeader)
 def frame(payload: bytes) -> tuple[bytes, str]:
     """Frame ``payload`` for a ref file; returns the frame and the payload's hex hash."""
     raw = digest(payload)
-    return _LEN.pack(len(payload)) + raw + payload, raw.hex()
+    return _length_field(len(payload)) + raw + payload, raw.hex()
+
+
+def _length_field(length: int) -> bytes:
+    """A frame's length and its CRC-32."""
+    return _LEN_CHECKED.pack(length, zlib.crc32(_LEN.pack(length)))
 
 
 POD_MAGIC = b"PDPR\x01"
@@ -107,13 +122,13 @@ def parse_pod_ref(data: bytes, path: Path) -> bytes:
 
 def frame_prefix(payload: bytes, hash_: str) -> bytes:
     """The first ``FRAME_OVERHEAD`` bytes of the frame of ``payload`` (hex hash ``hash_``)."""
-    return _LEN.pack(len(payload)) + bytes.fromhex(hash_)
+    return _length_field(len(payload)) + bytes.fromhex(hash_)
 
 
 def header_prefix(header: RefHeader) -> bytes:
     """The first ``FRAME_OVERHEAD`` bytes of ``header``'s frame."""
     payload = _header_encoder.encode(header)
-    return _LEN.pack(len(payload)) + digest(payload)
+    return _length_field(len(payload)) + digest(payload)
 
 
 def encode_ref(header: RefHeader, tail_payloads: list[bytes] = ()) -> tuple[bytes, str | None]:  # type: ignore[assignment]
@@ -128,9 +143,13 @@ def encode_ref(header: RefHeader, tail_payloads: list[bytes] = ()) -> tuple[byte
 
 def parse_ref(data: bytes, path: Path) -> RefFile:
     """Parse and verify a ref file's bytes."""
-    if not data.startswith(MAGIC):
+    if data.startswith(MAGIC):
+        version = 2
+    elif data.startswith(MAGIC_V1):
+        version = 1
+    else:
         raise CorruptSegment(path, offset=0, reason="not a ref file (bad magic or version)")
-    frames, valid_length, torn = _read_frames(data, path)
+    frames, valid_length, torn = _read_frames(data, path, checked=version == 2)
     if not frames:
         raise CorruptSegment(path, offset=len(MAGIC), reason="ref file has no header")
     header_offset, _, header_bytes = frames[0]
@@ -139,23 +158,34 @@ def parse_ref(data: bytes, path: Path) -> RefFile:
     except msgspec.DecodeError as exc:
         raise CorruptSegment(path, offset=header_offset, reason=f"bad header: {exc}") from None
     tail = [TailRecord(offset, hash_, payload) for offset, hash_, payload in frames[1:]]
-    return RefFile(header, tail, valid_length, torn)
+    return RefFile(header, tail, valid_length, torn, version)
 
 
-def _read_frames(data: bytes, path: Path) -> tuple[list[tuple[int, str, bytes]], int, bool]:
+def _read_frames(
+    data: bytes, path: Path, *, checked: bool = True
+) -> tuple[list[tuple[int, str, bytes]], int, bool]:
     frames: list[tuple[int, str, bytes]] = []
     offset = len(MAGIC)
     end = len(data)
     view = memoryview(data)
+    fixed = FRAME_OVERHEAD if checked else FRAME_OVERHEAD_V1
+    length_size = _LEN_CHECKED.size if checked else _LEN.size
     while offset < end:
-        if end - offset < FRAME_OVERHEAD:
+        if end - offset < fixed:
             return frames, offset, True
-        (length,) = _LEN.unpack_from(data, offset)
-        start = offset + FRAME_OVERHEAD
+        if checked:
+            length, check = _LEN_CHECKED.unpack_from(data, offset)
+            if check != zlib.crc32(data[offset : offset + _LEN.size]):
+                raise CorruptSegment(
+                    path, offset=offset, reason="frame length damaged (its check does not match)"
+                )
+        else:
+            (length,) = _LEN.unpack_from(data, offset)
+        start = offset + fixed
         if start + length > end:
             return frames, offset, True
         payload = bytes(view[start : start + length])
-        expected = data[offset + _LEN.size : start].hex()
+        expected = data[offset + length_size : start].hex()
         actual = digest(payload).hex()
         if actual != expected:
             raise CorruptSegment(path, offset=offset, expected=expected, actual=actual)
