@@ -257,14 +257,19 @@ async def test_a_foreign_write_makes_the_pod_fork_and_rotate(nursery, tmp_path):
     async with handle.subscribe() as events:
         with trio.fail_after(10):
             second = await handle.run("second")
-        rotated = []
+        rotated, alerts = [], []
         async for event in events:
             if isinstance(event, proto.SessionRotated):
                 rotated.append(event)
+            if isinstance(event, proto.Alert):
+                alerts.append(event)
             if isinstance(event, proto.RunEnd):
                 break
     assert second.session_id != first.session_id
     assert rotated and rotated[0].old_session_id == first.session_id
+    [alert] = alerts
+    assert (alert.level, alert.source) == ("warn", "store")
+    assert first.session_id in alert.message and second.session_id in alert.message
     assert (await store.get_pod_ref("alice")).session_id == second.session_id
     forked = await store.read_entries(second.session_id)
     assert Usage(0, 1) not in forked and UserInput("second") in forked

@@ -747,6 +747,12 @@ class Pod(Actor[PodMessage]):
                 new_session_id=self.session.session_id,
                 reason="head_moved",
             )
+            self.alert(
+                "warn",
+                "store",
+                f"another writer moved session {forked_from}; pod {self.name} continues "
+                f"on a fork of its own entries, {self.session.session_id}",
+            )
             await self._save_pod_ref()
 
     async def _save_pod_ref(self) -> None:
