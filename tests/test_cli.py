@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 from demo_store import build_demo_store
 
 from podactors.cli import main
+from podactors.errors import StoreError
 from podactors.store import FsStore
 from podactors.store.fs import SessionInfo
 
@@ -275,3 +276,15 @@ def test_sessions_list_names_a_damaged_ref_and_lists_the_rest(store: Path) -> No
     assert result.exit_code == 1
     assert "damaged" in result.stdout and broken.name in result.stdout
     assert all(ref.name in result.stdout for ref in healthy)
+
+
+def test_an_error_inside_a_group_is_its_own_one_line(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def explode(self: FsStore) -> None:
+        raise ExceptionGroup("nursery", [StoreError("the disk is gone")])
+
+    monkeypatch.setattr(FsStore, "list_sessions", explode)
+    result = cli("sessions", "list", "--store", store)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: the disk is gone"

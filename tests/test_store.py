@@ -588,3 +588,13 @@ async def test_a_ref_of_the_first_format_is_read_and_upgraded_by_its_next_append
     state = await FsStore(tmp_path / "s").restore(template.session_id)
     assert state.history[-1].content == "after" and state.head == new_head
     assert (await fresh.verify()).ok
+
+
+async def test_verify_names_a_stray_file_among_the_pod_refs(tmp_path):
+    store = FsStore(tmp_path / "s")
+    await store.create_session(session_start("p"))
+    stray = tmp_path / "s" / "refs" / "pods"
+    stray.mkdir(parents=True, exist_ok=True)
+    (stray / "not a pod").write_bytes(b"x")
+    report = await store.verify()
+    assert [p.path for p in report.problems] == [str(stray / "not a pod")]

@@ -304,6 +304,8 @@ class RemoteConnection:
                 self._pending[method_id].fail(PodError(event.code, event.message))
             case proto.Error(id=method_id) if method_id in self._started:
                 self._started.pop(method_id).fail(PodError(event.code, event.message))
+            case proto.Reply() | proto.Done():
+                pass  # the answer to a call that is no longer waiting: not a pod event
             case _:
                 pod = self._pods.get(event.pod)
                 if pod is not None:

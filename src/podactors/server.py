@@ -264,13 +264,15 @@ class _Connection:
 
     async def _done(self, pod: str, method_id: str, ticket: Ticket[Any]) -> None:
         """Send ``done`` when the run or compaction that ``method_id`` started ends."""
-        try:
-            result = await ticket.wait()
-        except PodactorsError as exc:
-            await self._error("internal", str(exc), pod, method_id)
-            return
         with contextlib.suppress(trio_websocket.ConnectionClosed):
-            await self._send(proto.Done(pod=pod, id=method_id, result=result))
+            try:
+                result = await ticket.wait()
+            except PodError as exc:
+                await self._error(exc.code, exc.message, pod, method_id)
+            except PodactorsError as exc:
+                await self._error("internal", str(exc), pod, method_id)
+            else:
+                await self._send(proto.Done(pod=pod, id=method_id, result=result))
 
     async def _forward(
         self,
@@ -293,6 +295,10 @@ class _Connection:
                     if method_id is not None:
                         await self._send(proto.Reply(pod=pod.name, id=method_id))
                         method_id = None
+            if method_id is not None:  # the events ended before the first: never leave it hanging
+                await self._error(
+                    "invalid_request", f"pod {pod.name!r} is stopped", pod.name, method_id
+                )
         except trio_websocket.ConnectionClosed:
             pass
         finally:

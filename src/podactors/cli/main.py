@@ -48,15 +48,15 @@ class _Cli(click.Group):
             raise
         except KeyboardInterrupt:
             _interrupted()
-        except Exception as exc:
-            _fail(exc)
-        except BaseExceptionGroup as group:
+        except BaseExceptionGroup as group:  # before Exception: ExceptionGroup is one
             if group.subgroup(KeyboardInterrupt) is not None:
                 _interrupted()
             errors = group.subgroup(USER_ERRORS) or group.subgroup(Exception)
             if errors is None:
                 raise
             _fail(single_error(errors))
+        except Exception as exc:
+            _fail(exc)
 
 
 def _interrupted() -> NoReturn:

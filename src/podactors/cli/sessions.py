@@ -86,7 +86,9 @@ def show_cmd(store_dir: Path, session_id: str, as_json: bool, entries: bool, lim
 @click.argument("session_id")
 @store_option
 @json_option
-@click.option("--at", type=int, default=None, help="Entry count to fork at (default: all).")
+@click.option(
+    "--at", type=click.IntRange(min=1), default=None, help="Entry count to fork at (default: all)."
+)
 def fork_cmd(store_dir: Path, session_id: str, as_json: bool, at: int | None) -> None:
     """Fork a session at its head (free) or after its first AT entries."""
     ref = trio.run(open_store(store_dir).fork, session_id, at)

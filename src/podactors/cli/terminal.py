@@ -304,7 +304,9 @@ class EventRenderer:
         self._line(f"{mark} {' · '.join(parts)}", f"bold {style}", indent="")
 
     def _alert(self, event: proto.Alert) -> None:
-        self._line(f"{event.level}: [{event.source}] {event.message}", ALERT_STYLES[event.level])
+        self._line(
+            f"{event.level}: [{event.source}] {event.message}", ALERT_STYLES.get(event.level, "")
+        )
 
     def _status(self, event: proto.Status) -> None:
         if event.status == "stopped":

@@ -5,58 +5,14 @@ cascade that loads them lives in :mod:`~podactors.manifest.loader`. Everything p
 re-exported here; see ``docs/manifest.md``.
 """
 
+from podactors.manifest import schema
 from podactors.manifest.loader import (
     PROJECT_MANIFEST,
     USER_MANIFEST,
     Origin,
     find_project_manifest,
 )
-from podactors.manifest.schema import (
-    DEFAULT_PROVIDER,
-    PROVIDER_DEFAULTS,
-    Action,
-    AllowRule,
-    CompactionConfig,
-    DenyRule,
-    Manifest,
-    MemoryConfig,
-    ModelConfig,
-    Permission,
-    PermissionRule,
-    PermissionsConfig,
-    PodConfig,
-    Provider,
-    ProviderDefaults,
-    RestartPolicy,
-    ScopeConfig,
-    ScopeRule,
-    WorkerConfig,
-    load_manifest,
-)
+from podactors.manifest.schema import *  # noqa: F403 (every name the schema exports)
 
-__all__ = [
-    "DEFAULT_PROVIDER",
-    "PROJECT_MANIFEST",
-    "PROVIDER_DEFAULTS",
-    "USER_MANIFEST",
-    "Action",
-    "AllowRule",
-    "CompactionConfig",
-    "DenyRule",
-    "Manifest",
-    "MemoryConfig",
-    "ModelConfig",
-    "Origin",
-    "Permission",
-    "PermissionRule",
-    "PermissionsConfig",
-    "PodConfig",
-    "Provider",
-    "ProviderDefaults",
-    "RestartPolicy",
-    "ScopeConfig",
-    "ScopeRule",
-    "WorkerConfig",
-    "find_project_manifest",
-    "load_manifest",
-]
+__all__ = ["PROJECT_MANIFEST", "USER_MANIFEST", "Origin", "find_project_manifest"]
+__all__ += schema.__all__

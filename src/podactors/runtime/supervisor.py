@@ -342,4 +342,6 @@ async def open_supervisor(
         escalated = group.subgroup(SupervisorEscalated)
         if escalated is not None:
             raise single_error(escalated) from None
+        if group.subgroup(lambda leaf: not isinstance(leaf, Exception)) is not None:
+            raise  # cancellation or an interrupt: not ours to flatten
         raise single_error(group) from None  # one error; the others are its notes

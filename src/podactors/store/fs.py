@@ -586,23 +586,28 @@ class _Disk:
 
     def _verify_pod_refs(self, sessions: set[str], problems: list[StoreProblem]) -> int:
         """Check every pod ref's checksum and that its session exists; how many there are."""
-        if not self.pods.is_dir():
-            return 0
-        names = sorted(path.name for path in self.pods.iterdir() if not is_temp(path))
+        names = self._pod_ref_names()
         for name in names:
+            path = str(self.pods / name)
             try:
                 ref = self.get_pod_ref(name)
             except CorruptSegment as exc:
                 problems.append(StoreProblem(str(exc.path), str(exc), exc.expected, exc.actual))
                 continue
+            except ValueError as exc:  # a stray file under refs/pods
+                problems.append(StoreProblem(path, f"not a pod ref: {exc}"))
+                continue
             if ref is not None and ref.session_id not in sessions:
                 problems.append(
-                    StoreProblem(
-                        str(self.pods / name),
-                        f"pod {name} names a missing session {ref.session_id}",
-                    )
+                    StoreProblem(path, f"pod {name} names a missing session {ref.session_id}")
                 )
         return len(names)
+
+    def _pod_ref_names(self) -> list[str]:
+        """The names under ``refs/pods``, temp files left out."""
+        if not self.pods.is_dir():
+            return []
+        return sorted(path.name for path in self.pods.iterdir() if not is_temp(path))
 
     def _verify_object(
         self, hash_: str, path: Path, problems: list[StoreProblem]
@@ -702,11 +707,10 @@ class _Disk:
         refs: dict[str, PodRef] = {}
         if not self.has_store():
             return refs
-        for path in sorted(self.pods.iterdir()):
-            if not is_temp(path):
-                ref = self.get_pod_ref(path.name)
-                if ref is not None:
-                    refs[path.name] = ref
+        for name in self._pod_ref_names():
+            ref = self.get_pod_ref(name)
+            if ref is not None:
+                refs[name] = ref
         return refs
 
 
