@@ -37,11 +37,6 @@ class Reply(Generic[T]):
         self._waiters: list[trio.lowlevel.Task] | None = None
         self.outcome: outcome.Outcome[T] | None = None
 
-    @property
-    def done(self) -> bool:
-        """Whether an answer was delivered."""
-        return self.outcome is not None
-
     def set(self, result: outcome.Outcome[T]) -> None:
         """Deliver ``result`` unless an answer was already delivered."""
         if self.outcome is None:
@@ -195,9 +190,9 @@ class Actor(Generic[M]):
             return
         reply = envelope.reply
         try:  # Cancelled and friends are not answers: they belong to the actor's own scope
-            reply.set(outcome.Value(await self.handle(envelope.message)))
+            reply.deliver(await self.handle(envelope.message))
         except Exception as exc:
-            reply.set(outcome.Error(exc))
+            reply.fail(exc)
         finally:
             reply.refuse(self.name)
 

@@ -315,6 +315,11 @@ class Disconnected(PodactorsError):
         super().__init__(f"websocket closed (code {code}{f': {reason}' if reason else ''})")
 
 
+def describe_error(exc: BaseException) -> str:
+    """How ``exc`` reads to a user: a podactors error's own message, else ``Type: message``."""
+    return str(exc) if isinstance(exc, PodactorsError) else f"{type(exc).__name__}: {exc}"
+
+
 def leaf_errors(exc: BaseException) -> list[BaseException]:
     """The exceptions inside ``exc``, depth first: ``exc`` itself unless it is a group."""
     if isinstance(exc, BaseExceptionGroup):

@@ -29,6 +29,7 @@ for use without a pod.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
 
@@ -39,7 +40,7 @@ import trio
 
 from podactors.actor import WorkingActor
 from podactors.agent.hooks import Abort, Hooks, Nudge, Pause, Skip
-from podactors.errors import StreamInterrupted, TurnAborted
+from podactors.errors import ActorClosed, StreamInterrupted, TurnAborted
 from podactors.items import (
     ConversationItem,
     HistoryItem,
@@ -423,9 +424,9 @@ class Worker(WorkingActor[WorkerMessage]):
         ]
         if not closing:
             return
-        with trio.CancelScope(shield=True) as scope:
+        with trio.CancelScope(shield=True) as scope, contextlib.suppress(ActorClosed):
             scope.deadline = trio.current_time() + CLEANUP_SECONDS
-            await host.commit(Step(closing, interrupted=True))
+            await host.commit(Step(closing, interrupted=True))  # a stopped host closes itself
 
 
 class TurnCancelled(Exception):

@@ -33,7 +33,7 @@ import trio
 
 from podactors.actor import ActorHandle, WorkingActor
 from podactors.compaction.summariser import Compaction, Summariser, seeded_timeline
-from podactors.errors import CompactError, PodactorsError
+from podactors.errors import CompactError, describe_error
 from podactors.items import HistoryItem
 from podactors.manifest import CompactionConfig
 from podactors.protocol import CompactionTimings
@@ -296,7 +296,7 @@ class Compactor(WorkingActor[CompactorMessage]):
         return Compacted(compaction, tokens_before, started)
 
     def _failed(self, exc: Exception, tokens_before: int) -> CompactionFailed:
-        error = str(exc) if isinstance(exc, PodactorsError) else f"{type(exc).__name__}: {exc}"
+        error = describe_error(exc)
         self._seed = None
         self._failures += 1
         self._consecutive_failures += 1

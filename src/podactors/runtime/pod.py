@@ -34,6 +34,7 @@ meanwhile; a compaction cancelled half-way leaves the pod on its old session.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -59,6 +60,7 @@ from podactors.agent.worker import (
     TurnResult,
     Worker,
     WorkerEvent,
+    interrupted_result,
 )
 from podactors.compaction import prune
 from podactors.compaction.compactor import (
@@ -73,7 +75,14 @@ from podactors.compaction.compactor import (
     Trigger,
 )
 from podactors.compaction.summariser import RECENT_FILES, ProviderFactory, Summariser
-from podactors.errors import PodactorsError, PodError, ProviderError, ToolError
+from podactors.errors import (
+    ActorClosed,
+    PodactorsError,
+    PodError,
+    ProviderError,
+    ToolError,
+    describe_error,
+)
 from podactors.fanout import Fanout, Subscription
 from podactors.handle import CompactTicket, PodHandle, PodView, RunTicket
 from podactors.items import HistoryItem, Message, Notification, RequestConfig
@@ -173,9 +182,11 @@ class WorkerLink:
             await self._drained.wait()
 
     async def finished(self, result: outcome.Outcome[TurnResult]) -> None:
-        """Tell the pod the turn is over (after the events still waiting)."""
-        await self._hand_over()
-        await self._pod.tell(TurnOver(result))
+        """Tell the pod the turn is over (after the events still waiting); a pod that has
+        stopped closes the run itself."""
+        with contextlib.suppress(ActorClosed):
+            await self._hand_over()
+            await self._pod.tell(TurnOver(result))
 
     def take(self) -> list[WorkerEvent]:
         """The waiting events, in order (the pod calls this)."""
@@ -184,11 +195,13 @@ class WorkerLink:
         return events
 
     async def flush_events(self) -> None:
-        """Hand waiting events over within ``EVENT_FLUSH_SECONDS`` (runs beside the pod)."""
-        while True:
-            await self._waiting.wait()
-            await trio.sleep(EVENT_FLUSH_SECONDS)
-            await self._hand_over()
+        """Hand waiting events over within ``EVENT_FLUSH_SECONDS`` (runs beside the pod,
+        until the pod's mailbox closes)."""
+        with contextlib.suppress(ActorClosed):
+            while True:
+                await self._waiting.wait()
+                await trio.sleep(EVENT_FLUSH_SECONDS)
+                await self._hand_over()
 
     async def _hand_over(self) -> None:
         if self._waiting.is_set():
@@ -205,6 +218,7 @@ class _Run:
     llm_calls: int = 0
     pause: bool = False
     compaction_off: bool = False
+    yielded_at: prune.PruneDecision | None = None
 
 
 class Pod(Actor[PodMessage]):
@@ -233,7 +247,7 @@ class Pod(Actor[PodMessage]):
         self.view = PodView(self.name)
         self._owns_fanout = fanout is None
         self.fanout = fanout or Fanout(self.snapshot)
-        self.fanout.snapshot = self.snapshot
+        self.fanout.snapshot = self.snapshot  # a given fan-out outlives restarts: repoint it
         self._seq = self.fanout.last_seq
         self.session = ActiveSession(
             store,
@@ -398,11 +412,10 @@ class Pod(Actor[PodMessage]):
             if resume:
                 await self._start_turn(None)
                 return run.ticket
-            closing = self.session.transcript.close_open_calls()
-            if closing:
-                await self._append([Item(result) for result in closing])
-            if await self._due("threshold"):
-                await self._begin_compaction("threshold")
+            await self._close_open_calls()
+            decision = self._projection()
+            if await self._due("threshold", decision):
+                await self._begin_compaction("threshold", decision)
             else:
                 await self._start_turn(text)
         except Exception as exc:
@@ -426,8 +439,8 @@ class Pod(Actor[PodMessage]):
         if notes:
             await self._commit_system_items(notes)
         decision = self._projection()
-        pruned = decision.value if isinstance(decision, prune.Fire) else 0
-        if not run.compaction_off and await self._due("request", pruned):
+        if not run.compaction_off and await self._due("request", decision):
+            run.yielded_at = decision  # the compaction that follows measures with it
             return Hold("yield")
         if run.pause:
             return Hold("pause")
@@ -465,7 +478,7 @@ class Pod(Actor[PodMessage]):
         turn = result.unwrap()
         run.llm_calls += turn.llm_calls
         if turn.outcome == "yielded":
-            await self._begin_compaction("request")
+            await self._begin_compaction("request", run.yielded_at)
             return
         await self._end_run(turn.outcome)
 
@@ -474,7 +487,7 @@ class Pod(Actor[PodMessage]):
         if isinstance(exc, TurnCancelled):
             await self._end_run("cancelled")
             return
-        error = _describe(exc)
+        error = describe_error(exc)
         self._emit(proto.Error, code=_error_code(exc), message=error)
         await self._end_run("error", error)
 
@@ -494,7 +507,7 @@ class Pod(Actor[PodMessage]):
                         [TurnEnd(), Outcome(outcome_, interrupted=interrupted, error=error)]
                     )
         except BaseException as exc:  # the pod crashes; its caller still gets an answer
-            failure = f"the run could not be closed: {_describe(exc)}"
+            failure = f"the run could not be closed: {describe_error(exc)}"
             run.ticket.deliver(RunResult("error", session_id, run.llm_calls, failure))
             raise
         session_id = self.session.session_id or ""
@@ -522,8 +535,7 @@ class Pod(Actor[PodMessage]):
         elif self._run is not None:
             await self._worker.tell(CancelTurn())
         elif self.view.status == "paused":
-            closing: list[LogEntry] = [Item(r) for r in self.session.transcript.close_open_calls()]
-            await self._append([*closing, Outcome("cancelled", interrupted=True)])
+            await self._close_open_calls(Outcome("cancelled", interrupted=True))
             self._set_status("idle")
             self._emit(proto.RunEnd, outcome="cancelled", session_id=self.session.session_id or "")
         else:
@@ -571,14 +583,14 @@ class Pod(Actor[PodMessage]):
             min_savings=compaction.prune_min_savings,
         )
 
-    async def _due(self, trigger: Trigger, pruned: int | None = None) -> bool:
+    async def _due(self, trigger: Trigger, decision: prune.PruneDecision | None) -> bool:
+        """Whether the compactor says ``trigger`` fires, with the next request's projection."""
         if self._compactor is None or not self.session.started:
             return False
-        if pruned is None:
-            decision = self._projection()
-            pruned = decision.value if isinstance(decision, prune.Fire) else 0
         session = self.session
-        due: bool = await self._compactor.ask(Due(trigger, session.history, session.usages, pruned))
+        due: bool = await self._compactor.ask(
+            Due(trigger, session.history, session.usages, _pruned(decision))
+        )
         return due
 
     async def _begin_compact(self) -> CompactTicket:
@@ -593,12 +605,13 @@ class Pod(Actor[PodMessage]):
         if not self.session.started or not self.session.history:
             raise self._refuse("invalid_request", f"pod {self.name} has nothing to compact yet")
         ticket = self._manual = CompactTicket()
-        await self._begin_compaction("manual")
+        await self._begin_compaction("manual", self._projection())
         return ticket
 
-    async def _begin_compaction(self, trigger: Trigger) -> None:
+    async def _begin_compaction(
+        self, trigger: Trigger, decision: prune.PruneDecision | None
+    ) -> None:
         assert self._compactor is not None
-        decision = self._projection()
         fs = self._tool_context.fs
         recent = [fs.display(path) for path in self._tool_context.files.recent_files(RECENT_FILES)]
         session = self.session
@@ -610,7 +623,7 @@ class Pod(Actor[PodMessage]):
                 self.address,
                 recent_files=recent,
                 tasks=self._tool_context.tasks.tasks(),
-                pruned=decision.value if isinstance(decision, prune.Fire) else 0,
+                pruned=_pruned(decision),
             )
         )
         self._compacting = trigger
@@ -627,7 +640,7 @@ class Pod(Actor[PodMessage]):
             try:
                 result = await self._commit_compaction(over, close_run=trigger == "request")
             except Exception as exc:
-                over = CompactionFailed(_describe(exc), over.tokens_before)
+                over = CompactionFailed(describe_error(exc), over.tokens_before)
         if isinstance(over, CompactionFailed):
             self._emit(proto.CompactFailed, error=over.error)
             if over.breaker_opened:
@@ -675,14 +688,14 @@ class Pod(Actor[PodMessage]):
             started = time.perf_counter()
             if close_run:
                 await self._append([Outcome("yielded")])
-            old = await self.session.switch_to_compacted(compaction.history)
-            await self._save_pod_ref()
+            ref = await self.session.store_compacted(compaction.history)
+            await self._save_pod_ref(ref.session_id)
             timings.persist = time.perf_counter() - started
         if scope.cancelled_caught:
             raise PodactorsError("storing the compacted session timed out")
         switching = time.perf_counter()
-        new = self.session.session_id
-        assert new is not None
+        old = self.session.switch_to(ref, compaction.history)
+        new = ref.session_id
         self.view.session_id = new
         self._emit(proto.SessionRotated, old_session_id=old, new_session_id=new, reason="compacted")
         for item in compaction.new_items:
@@ -729,6 +742,15 @@ class Pod(Actor[PodMessage]):
         self.view.session_id = self.session.session_id
         await self._save_pod_ref()
 
+    async def _close_open_calls(self, *then: LogEntry) -> None:
+        """Give every open tool call an ``[interrupted]`` result, appending ``then`` with
+        them; they join the history once they are in the store."""
+        closing = [interrupted_result(call) for call in self.session.transcript.open_calls()]
+        entries: list[LogEntry] = [*(Item(result) for result in closing), *then]
+        if entries:
+            await self._append(entries)
+        self.session.add(closing)
+
     async def _record_metrics(self, metrics: list[prune.Metric]) -> None:
         """Append metric entries; a failure is a warning, never the run's end."""
         try:
@@ -755,8 +777,9 @@ class Pod(Actor[PodMessage]):
             )
             await self._save_pod_ref()
 
-    async def _save_pod_ref(self) -> None:
-        session_id = self.session.session_id
+    async def _save_pod_ref(self, session_id: str | None = None) -> None:
+        """Point the pod ref at ``session_id`` (by default the session the pod is on)."""
+        session_id = session_id or self.session.session_id
         if session_id is not None:
             source = self.manifest.source
             ref = PodRef(
@@ -796,8 +819,9 @@ class Pod(Actor[PodMessage]):
             self._emit(proto.Status, status=status)
 
 
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, PodactorsError) else f"{type(exc).__name__}: {exc}"
+def _pruned(decision: prune.PruneDecision | None) -> int:
+    """Tokens the prune projection leaves out of the next request."""
+    return decision.value if isinstance(decision, prune.Fire) else 0
 
 
 def _error_code(exc: BaseException) -> proto.ErrorCode:

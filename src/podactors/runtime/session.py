@@ -4,8 +4,8 @@
 count), its usage records, and its content in memory (history, system prompt, request
 config, cache key and breakpoint, as a :class:`~podactors.agent.worker.Transcript`). It
 appends to the store, forks away when another writer moved the head, and switches to a
-compacted session. Items join the history only once they are in the store, so memory
-never runs ahead of the log.
+compacted session (stored first, switched to only once the pod ref names it). Items join
+the history only once they are in the store, so memory never runs ahead of the log.
 """
 
 from __future__ import annotations
@@ -96,19 +96,23 @@ class ActiveSession:
         """A usage record that is in the store joins the timeline."""
         self.usages.append(usage)
 
-    async def switch_to_compacted(self, history: Sequence[HistoryItem]) -> str:
-        """Store ``history`` as a new session compacted from this one and switch to it;
-        returns the old session's id. The summary (the first item) is the cached prefix."""
+    async def store_compacted(self, history: Sequence[HistoryItem]) -> SessionRef:
+        """Store ``history`` as a new session compacted from this one (the pod stays on
+        this one until :meth:`switch_to`)."""
         assert self.session_id is not None
-        old = self.session_id
         state = SessionState(
             system_prompt=self.transcript.system_prompt,
             config=self.transcript.config,
             history=list(history),
         )
-        ref = await self.store.create_compacted(
-            state, Origin("compacted_from", old, head=self.head)
-        )
+        origin = Origin("compacted_from", self.session_id, head=self.head)
+        return await self.store.create_compacted(state, origin)
+
+    def switch_to(self, ref: SessionRef, history: Sequence[HistoryItem]) -> str:
+        """Move to the compacted session ``ref`` holding ``history``; returns the old id.
+        The summary (the first item) is the cached prefix, and usage starts again."""
+        assert self.session_id is not None
+        old = self.session_id
         self._move_to(ref, entries=1)
         self.transcript.history = list(history)
         self.transcript.cache_breakpoint = 0
