@@ -397,6 +397,29 @@ async def _show_until_run_end(
     done.set()
 
 
+@contextlib.contextmanager
+def cancelling_on_interrupt(
+    interrupts: Interrupts | None, nursery: trio.Nursery, pod: PodApi, renderer: EventRenderer
+) -> Iterator[None]:
+    """For the block, Ctrl-C cancels the pod's turn (from a task in ``nursery``)."""
+    if interrupts is None:
+        yield
+        return
+
+    def cancel_turn() -> None:
+        renderer.note("Ctrl-C: cancelling the turn…", "yellow")
+        nursery.start_soon(_cancel_quietly, pod)
+
+    with interrupts.route(cancel_turn):
+        yield
+
+
+async def drained(shown: trio.Event) -> None:
+    """Wait (at most ``DRAIN_SECONDS``) until a turn's last events are on the screen."""
+    with trio.move_on_after(DRAIN_SECONDS):
+        await shown.wait()
+
+
 async def stream_turn(
     pod: PodApi,
     start: Callable[[], Awaitable[RunTicket]],
@@ -410,16 +433,9 @@ async def stream_turn(
     async with pod.subscribe() as events, trio.open_nursery() as nursery:
         shown = trio.Event()
         nursery.start_soon(_show_until_run_end, events, renderer, shown)
-
-        def cancel_turn() -> None:
-            renderer.note("Ctrl-C: cancelling the turn…", "yellow")
-            nursery.start_soon(_cancel_quietly, pod)
-
-        routed = interrupts.route(cancel_turn) if interrupts else contextlib.nullcontext()
-        with routed:
+        with cancelling_on_interrupt(interrupts, nursery, pod, renderer):
             result = await (await start()).wait()
-        with trio.move_on_after(DRAIN_SECONDS):
-            await shown.wait()
+        await drained(shown)
         nursery.cancel_scope.cancel()
     renderer.finish()
     return result
@@ -516,7 +532,7 @@ class PodRepl:
         if command in ("/quit", "/exit"):
             return False
         if not command.startswith("/"):
-            await self._follow(await self.pod.start_run(line))
+            await self._follow(lambda: self.pod.start_run(line))
             return True
         usage, _, action = self.commands.get(command, ("", "", self._help))
         if usage and not argument.strip():
@@ -526,15 +542,13 @@ class PodRepl:
         return True
 
     async def _notify(self, text: str) -> None:
-        ticket = await self.pod.notify(text)
-        if ticket is not None:
-            await self._follow(ticket)
+        await self._follow(lambda: self.pod.notify(text))
 
     async def _history(self, _: str) -> None:
         self.console.print(history_table(await self.pod.history(), HISTORY_ITEMS))
 
     async def _resume(self, _: str) -> None:
-        await self._follow(await self.pod.start_resume())
+        await self._follow(self.pod.start_resume)
 
     async def _compact(self, _: str) -> None:
         result = await (await self.pod.start_compact()).wait()
@@ -544,26 +558,23 @@ class PodRepl:
         await trio.lowlevel.checkpoint()
         self.renderer.note(self.help_text())
 
-    async def _follow(self, ticket: RunTicket) -> None:
-        """Remember the turn ``ticket`` stands for; wait for it when turns are waited for."""
-        self._last, self._run_ended = ticket, trio.Event()
+    async def _follow(self, start: Callable[[], Awaitable[RunTicket | None]]) -> None:
+        """Start a turn with ``start()`` and remember it; wait for it when turns are
+        waited for. (The end-of-turn signal is armed before the turn can end.)"""
+        self._run_ended = trio.Event()
+        ticket = await start()
+        if ticket is None:  # a notification to a busy pod: no turn of its own
+            return
+        self._last = ticket
         if not self.wait_for_turns:
             return
-
         async with trio.open_nursery() as nursery:
-
-            def cancel_turn() -> None:
-                self.renderer.note("Ctrl-C: cancelling the turn…", "yellow")
-                nursery.start_soon(_cancel_quietly, self.pod)
-
-            with self.interrupts.route(cancel_turn):
+            with cancelling_on_interrupt(self.interrupts, nursery, self.pod, self.renderer):
                 await ticket.wait()
         await self._drained()
 
     async def _drained(self) -> None:
-        """Wait (briefly) until the turn's last events are on the screen."""
-        with trio.move_on_after(DRAIN_SECONDS):
-            await self._run_ended.wait()
+        await drained(self._run_ended)
 
 
 def _because(error: str | None) -> str:
