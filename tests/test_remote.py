@@ -38,7 +38,7 @@ async def test_a_remote_pod_runs_a_turn_and_answers_like_the_handle(nursery, tmp
 
 
 async def test_a_method_with_an_id_gets_exactly_one_reply_and_one_done(nursery, tmp_path):
-    _, server = await served(nursery, tmp_path, [text("One answer.")])
+    handle, server = await served(nursery, tmp_path, [text("One answer.")])
     with trio.fail_after(10):
         async with open_client(server.url, TOKEN) as client:
             await client.send(proto.Run(pod="alice", input="go", id="r1"))
@@ -53,8 +53,8 @@ async def test_a_method_with_an_id_gets_exactly_one_reply_and_one_done(nursery, 
     errors = [a for a in answers if isinstance(a, proto.Error)]
     assert [(r.id, r.started) for r in replies] == [("r1", True)]
     assert [(e.id, e.code) for e in errors] == [("r2", "not_paused")]
-    assert answers[-1] == proto.Done(pod="alice", id="r1", result=answers[-1].result)
-    assert answers[-1].result.outcome == "finished"
+    finished = proto.RunResult("finished", handle.session_id, llm_calls=1)
+    assert answers[-1] == proto.Done(pod="alice", id="r1", result=finished)
 
 
 async def test_a_remote_pod_that_does_not_exist_is_an_error(nursery, tmp_path):

@@ -473,7 +473,9 @@ async def test_packing_refuses_a_tail_whose_chain_is_broken(tmp_path):
     with pytest.raises(CorruptSegment) as err:
         await store.pack(ref.session_id)
     assert err.value.offset == offset and "chain broken" in str(err.value)
-    assert str(path) in str(err.value) and head
+    assert str(path) in str(err.value)
+    assert path.read_bytes().endswith(frame(stray)[0])  # refused whole: nothing rewritten
+    assert head in path.read_bytes().hex()  # the good record is still there too
 
 
 async def test_a_fork_at_the_head_or_a_tail_boundary_writes_only_its_ref(tmp_path):

@@ -1,7 +1,7 @@
 """The offline demo: a pod fixes a bug in a small project, talking to a local model stand-in.
 
 :func:`run_demo` writes a three-file project (a README, ``src/calc.py`` with a bug and a
-test script), starts the Anthropic stand-in (:class:`~podactors.standin.StandinServer`,
+test script), starts the Anthropic stand-in (:class:`~podactors.testing.standin.StandinServer`,
 the real wire format over real HTTP on loopback) with a scripted conversation, and spawns
 a pod whose ``anthropic`` provider points at it, with write scope on the project. It then
 plays :data:`DEMO_STEPS`: two user turns and a notification that starts a third. The

@@ -103,7 +103,7 @@ POD_MAGIC = b"PDPR\x01"
 
 
 def encode_pod_ref(payload: bytes) -> bytes:
-    """A pod ref file: ``POD_MAGIC`` and one frame (length, BLAKE2b, payload)."""
+    """A pod ref file: ``POD_MAGIC`` and one frame (length, its CRC, BLAKE2b, payload)."""
     return POD_MAGIC + frame(payload)[0]
 
 
